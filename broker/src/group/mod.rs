@@ -1,0 +1,1 @@
+//! Kafka group coordinator (being written).

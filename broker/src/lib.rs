@@ -1,0 +1,2 @@
+//! Stratalog broker (work in progress).
+pub mod group;
