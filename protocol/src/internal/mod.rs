@@ -1,0 +1,13 @@
+//! Messages between Stratalog roles (broker ⇄ bookie, broker ⇄ metadata, metadata ⇄ metadata).
+//!
+//! Every call is one [`frame::Frame`] each way. A request names a method by a `u16` id and a
+//! `u8` version. Methods evolve by appending fields: a decoder ignores trailing bytes it does
+//! not know (newer peer) and gives defaults to trailing fields that are absent (older peer), so
+//! roles can be upgraded one at a time. A method whose meaning changes gets a new id.
+pub mod bookie;
+pub mod frame;
+pub mod metadata;
+pub mod wire;
+
+pub use frame::{Frame, FrameKind, Status};
+pub use wire::{DecodeError, Method, Wire};
