@@ -1,1 +1,706 @@
-//! placeholder
+//! The Stratalog bookie: a storage node for *ledgers*, modelled on Apache BookKeeper.
+//!
+//! A ledger is an append-only sequence of entries `(ledger_id, entry_id) -> bytes`. Each
+//! entry carries a small [`EntryMeta`] tag supplied by the writer (the broker puts Kafka
+//! offsets and timestamps there); the bookie treats those numbers as opaque except to
+//! answer lookups by offset and by timestamp.
+//!
+//! What the bookie **is**: a single node's durable store. An add is acknowledged only
+//! after the journal record holding it has been `fdatasync`ed (group commit: concurrent
+//! adds share one `fdatasync`). Entries are then kept in the write cache and, from the
+//! next checkpoint on, in entry log files indexed by sled. Restart replays the journal,
+//! so everything acknowledged survives `kill -9`. Every entry carries a CRC32C that is
+//! checked on every read from disk. Ledgers can be fenced (no more non-recovery adds)
+//! and deleted (space reclaimed file by file).
+//!
+//! What it **is not**: it does no networking (the RPC layer wraps [`Bookie`]), no
+//! replication (the broker writes each entry to an ensemble of bookies and decides
+//! quorums), holds no ledger metadata beyond fence/delete state (ensembles, ledger
+//! lists and LAC agreement live in the metadata service) and knows nothing of Kafka.
+//!
+//! # Layout
+//!
+//! - `lib.rs` — [`Bookie`]: the public API, open/replay, shutdown.
+//! - `config.rs` — [`BookieConfig`].
+//! - `error.rs` — [`BookieError`].
+//! - `record.rs` — the record codec shared by journal and entry logs (layout documented there).
+//! - `journal.rs` — journal files: group write + `fdatasync`, rolling, replay, torn-tail truncation.
+//! - `committer.rs` — the group-commit thread that owns the journal.
+//! - `state.rs` — in-memory state, the queue in front of the journal, and `apply`, used both
+//!   live and on replay.
+//! - `ledger.rs` — per-ledger fence/delete flags, last-add-confirmed, running max timestamp.
+//! - `write_cache.rs` — entries durable in the journal but not yet in an entry log.
+//! - `entry_log.rs` — entry log files: append, roll, positioned reads, space accounting.
+//! - `index.rs` — the sled index (key layout documented there).
+//! - `checkpoint.rs` — flushing the write cache into entry logs + index, and reclaiming files.
+//! - `read.rs` — the read path (cache, then coalesced `pread`s).
+//! - `metrics.rs` — Prometheus metrics (`stratalog_bookie_*`).
+//! - `fsutil.rs` — vectored writes, directory fsync, numbered file names.
+//!
+//! On disk, under `data_dir`: `journal/<id>.jnl`, `entrylogs/<id>.log`, `index/` (sled).
+//!
+//! # Threads
+//!
+//! Two OS threads per bookie: the committer (journal writes and `fdatasync`) and the
+//! checkpointer. Reads that miss the write cache run on tokio's blocking pool. The async
+//! methods never block a worker thread on disk I/O; the synchronous lookups
+//! (`find_entry_by_*`, `last_add_confirmed`, `ledgers`) touch only memory and sled's
+//! in-memory cache.
+
+mod checkpoint;
+mod committer;
+mod config;
+mod entry_log;
+mod error;
+mod fsutil;
+mod index;
+mod journal;
+mod ledger;
+mod metrics;
+mod read;
+mod record;
+mod state;
+mod write_cache;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::{oneshot, Notify};
+use tracing::{error, info};
+
+pub mod service;
+pub use config::BookieConfig;
+pub use error::BookieError;
+
+use checkpoint::{Checkpointer, Control};
+use entry_log::{EntryLogReader, EntryLogWriter};
+use index::{Index, IndexBatch};
+use journal::JournalWriter;
+use metrics::Metrics;
+use read::{Budget, Slot};
+use record::Record;
+use state::{Request, State};
+
+/// Largest payload accepted by [`Bookie::add_entry`] (64 MiB). Also bounds what replay
+/// and reads will allocate for a record whose length field is garbage.
+pub const MAX_ENTRY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Writer-supplied tag of an entry. Opaque to the bookie except for lookups: entries of a
+/// ledger are expected to cover increasing, non-overlapping `[base_offset, last_offset]`
+/// ranges in entry-id order (as the broker writes them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryMeta {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+}
+
+/// An entry as read back.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub ledger_id: u64,
+    pub entry_id: u64,
+    pub meta: EntryMeta,
+    pub payload: Bytes,
+}
+
+/// Counters of this bookie instance (the Prometheus metrics are process-wide).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BookieStats {
+    /// Journal `fdatasync`s since open (one per group commit).
+    pub journal_fsyncs: u64,
+    /// Checkpoints completed since open (idle ones not counted).
+    pub checkpoints: u64,
+    /// Entries and bytes now in the write cache (both generations).
+    pub write_cache_entries: usize,
+    pub write_cache_bytes: usize,
+}
+
+pub(crate) struct Dirs {
+    pub journal: PathBuf,
+    pub entry_logs: PathBuf,
+    pub index: PathBuf,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub journal_fsyncs: AtomicU64,
+    pub checkpoints: AtomicU64,
+}
+
+/// Everything the background threads share with the handles.
+pub(crate) struct Inner {
+    pub config: BookieConfig,
+    pub dirs: Dirs,
+    pub state: Mutex<State>,
+    /// Wakes the committer when the queue gets a record (or on close).
+    pub journal_cv: Condvar,
+    pub index: Index,
+    pub readers: EntryLogReader,
+    /// Wakes adds waiting for write-cache space (after a checkpoint, a failure or close).
+    pub space: Notify,
+    pub checkpoint_ctl: Mutex<Control>,
+    pub checkpoint_cv: Condvar,
+    pub counters: Counters,
+    pub metrics: &'static Metrics,
+}
+
+impl Inner {
+    pub(crate) fn request_checkpoint(&self) {
+        let mut c = self.checkpoint_ctl.lock();
+        if !c.requested {
+            c.requested = true;
+            self.checkpoint_cv.notify_one();
+        }
+    }
+
+    /// Queues a record for the committer. Must be called with the state locked, after
+    /// the admission checks, so that checks and queue order agree.
+    fn enqueue(&self, st: &mut State, record: Record) -> oneshot::Receiver<Result<Option<u64>, BookieError>> {
+        let (reply, rx) = oneshot::channel();
+        st.queue_bytes += record.journal_len();
+        st.queue.push_back(Request { record, reply });
+        self.journal_cv.notify_one();
+        rx
+    }
+}
+
+async fn await_reply(rx: oneshot::Receiver<Result<Option<u64>, BookieError>>) -> Result<Option<u64>, BookieError> {
+    // A dropped sender means the committer exited without answering (shutdown).
+    rx.await.unwrap_or(Err(BookieError::ShuttingDown))
+}
+
+fn join_error(e: tokio::task::JoinError) -> BookieError {
+    if e.is_cancelled() {
+        BookieError::ShuttingDown
+    } else {
+        BookieError::Failed {
+            reason: Arc::from(format!("bookie task panicked: {e}")),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Threads {
+    committer: Option<JoinHandle<()>>,
+    checkpointer: Option<JoinHandle<Checkpointer>>,
+    stopped: bool,
+}
+
+/// Owns the background threads. Dropping the last [`Bookie`] handle drops this, which
+/// stops the threads *without* a final checkpoint — exactly what a crash leaves behind,
+/// minus torn writes — so the next open replays the journal.
+struct Lifecycle {
+    inner: Arc<Inner>,
+    threads: Mutex<Threads>,
+}
+
+impl Lifecycle {
+    fn stop(&self, final_checkpoint: bool) {
+        let mut t = self.threads.lock();
+        if t.stopped {
+            return;
+        }
+        t.stopped = true;
+        let inner = &self.inner;
+        inner.state.lock().closing = true;
+        inner.journal_cv.notify_all();
+        inner.space.notify_waiters();
+        // The committer drains the queue (every accepted record gets written and
+        // answered), then exits.
+        if let Some(h) = t.committer.take() {
+            if h.join().is_err() {
+                error!("bookie journal thread panicked");
+            }
+        }
+        inner.checkpoint_ctl.lock().stop = true;
+        inner.checkpoint_cv.notify_all();
+        let cp = match t.checkpointer.take().map(JoinHandle::join) {
+            Some(Ok(cp)) => Some(cp),
+            Some(Err(_)) => {
+                error!("bookie checkpoint thread panicked");
+                None
+            }
+            None => None,
+        };
+        if final_checkpoint {
+            if let Some(mut cp) = cp {
+                // Errors are logged inside; the journal still holds everything.
+                let _ = cp.run_once(inner);
+            }
+        }
+        if let Err(e) = inner.index.flush() {
+            error!(error = %e, "flushing the index at shutdown failed");
+        }
+    }
+}
+
+impl Drop for Lifecycle {
+    fn drop(&mut self) {
+        self.stop(false);
+    }
+}
+
+/// A bookie. Cheap to clone; all clones share one store.
+#[derive(Clone)]
+pub struct Bookie {
+    inner: Arc<Inner>,
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl std::fmt::Debug for Bookie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bookie").field("data_dir", &self.inner.config.data_dir).finish()
+    }
+}
+
+impl Bookie {
+    /// Opens (creating if needed) the bookie in `config.data_dir`: replays the journal
+    /// from the last checkpoint, checkpoints the result, and starts the committer and
+    /// checkpoint threads.
+    pub async fn open(config: BookieConfig) -> Result<Bookie, BookieError> {
+        tokio::task::spawn_blocking(move || open_blocking(config))
+            .await
+            .map_err(join_error)?
+    }
+
+    /// Adds an entry. Resolves once the entry is durable (its journal group has been
+    /// `fdatasync`ed) and readable.
+    ///
+    /// - A fenced ledger refuses adds with [`BookieError::Fenced`] unless `recovery`.
+    /// - Adds to one ledger may arrive in any order.
+    /// - Adding an id already stored succeeds without changing it (the first copy wins);
+    ///   if the first copy is still in flight, the duplicate resolves no earlier than it.
+    /// - Creates the ledger on its first entry.
+    pub async fn add_entry(
+        &self,
+        ledger_id: u64,
+        entry_id: u64,
+        meta: EntryMeta,
+        payload: Bytes,
+        recovery: bool,
+    ) -> Result<(), BookieError> {
+        if payload.len() > MAX_ENTRY_BYTES {
+            return Err(BookieError::EntryTooLarge {
+                ledger_id,
+                entry_id,
+                size: payload.len(),
+                max: MAX_ENTRY_BYTES,
+            });
+        }
+        // Computed once here, on the caller's task, and reused by the entry log.
+        let crc = record::add_crc(ledger_id, entry_id, &meta, &payload);
+        let inner = &*self.inner;
+        let cache_max = inner.config.write_cache_max_bytes;
+        let rx = loop {
+            // Registered before checking, so a wake-up between check and await is not lost.
+            let space = inner.space.notified();
+            {
+                let mut st = inner.state.lock();
+                st.check_writable()?;
+                if let Some(l) = st.ledgers.get(&ledger_id) {
+                    if l.is_deleted() {
+                        return Err(BookieError::LedgerDeleted { ledger_id });
+                    }
+                    if l.is_fenced() && !recovery {
+                        return Err(BookieError::Fenced { ledger_id });
+                    }
+                    if l.contains(entry_id) {
+                        return Ok(()); // durable duplicate
+                    }
+                }
+                // Backpressure: the write cache holds everything not yet checkpointed.
+                if st.active.bytes + st.flushing.bytes + st.queue_bytes < cache_max {
+                    break inner.enqueue(
+                        &mut st,
+                        Record::Add {
+                            ledger_id,
+                            entry_id,
+                            meta,
+                            crc,
+                            payload,
+                        },
+                    );
+                }
+            }
+            inner.request_checkpoint();
+            space.await;
+        };
+        await_reply(rx).await.map(|_| ())
+    }
+
+    /// Reads one entry.
+    pub async fn read_entry(&self, ledger_id: u64, entry_id: u64) -> Result<Entry, BookieError> {
+        let mut got = self.read_entries(ledger_id, entry_id, 1, usize::MAX).await?;
+        match got.pop() {
+            Some(e) => Ok(e),
+            None => Err(BookieError::NoSuchEntry { ledger_id, entry_id }),
+        }
+    }
+
+    /// Reads consecutive entries starting at `first_entry_id`: at most `max_entries`, and
+    /// no more than `max_bytes` of payload — except that the first entry is always
+    /// returned if it exists, whatever its size. Stops at the first id this bookie does
+    /// not have; returns an empty vector if it does not have `first_entry_id`.
+    ///
+    /// Errors: `NoSuchLedger`/`LedgerDeleted`, or the error of the first entry if it
+    /// cannot be read (e.g. `Corrupt`). If a later entry cannot be read, the entries
+    /// before it are returned and the next read starting at it gets the error.
+    pub async fn read_entries(
+        &self,
+        ledger_id: u64,
+        first_entry_id: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, BookieError> {
+        /// Entries planned per round: bounds lock hold time and over-reading of the index.
+        const CHUNK: usize = 64;
+        let mut budget = Budget {
+            max_entries,
+            max_bytes,
+            entries: 0,
+            bytes: 0,
+        };
+        let mut out: Vec<Entry> = Vec::new();
+        let mut next = first_entry_id;
+        while out.len() < max_entries {
+            let want = (max_entries - out.len()).min(CHUNK);
+            let slots = match self.inner.plan_reads(ledger_id, next, want) {
+                Ok(s) => s,
+                Err(e) if out.is_empty() => return Err(e),
+                Err(_) => break, // deleted meanwhile: return what was read
+            };
+            if slots.is_empty() {
+                break;
+            }
+            let planned = slots.len();
+            let resolved = if slots.iter().any(Slot::is_disk) {
+                let inner = self.inner.clone();
+                let mut b = budget;
+                let (r, b) = tokio::task::spawn_blocking(move || {
+                    let r = inner.resolve(ledger_id, slots, &mut b);
+                    (r, b)
+                })
+                .await
+                .map_err(join_error)?;
+                budget = b;
+                r
+            } else {
+                self.inner.resolve(ledger_id, slots, &mut budget)
+            };
+            let got = resolved.entries.len();
+            let m = self.inner.metrics;
+            m.reads.inc_by(got as u64);
+            m.read_bytes.inc_by(resolved.entries.iter().map(|e| e.payload.len() as u64).sum());
+            out.extend(resolved.entries);
+            if let Some(e) = resolved.error {
+                if out.is_empty() {
+                    return Err(e);
+                }
+                break;
+            }
+            if resolved.stopped || got < planned || planned < want {
+                break;
+            }
+            match next.checked_add(got as u64) {
+                Some(n) => next = n,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The entry whose `[base_offset, last_offset]` contains `offset`, else the first
+    /// entry with `base_offset > offset`, else `None`. Considers every entry stored here
+    /// (including ones above the LAC).
+    pub fn find_entry_by_offset(&self, ledger_id: u64, offset: i64) -> Result<Option<u64>, BookieError> {
+        let inner = &*self.inner;
+        // Memory before index: an entry moves cache -> index (index written first), so
+        // looking in this order cannot miss one that is being moved.
+        let mem = {
+            let st = inner.state.lock();
+            Self::check_readable(&st, ledger_id)?;
+            let a = st.active.find_by_offset(ledger_id, offset);
+            let b = st.flushing.find_by_offset(ledger_id, offset);
+            a.into_iter().chain(b).min()
+        };
+        let disk = inner.index.find_by_offset(ledger_id, offset)?;
+        Ok(mem.into_iter().chain(disk).min().map(|(_, entry_id)| entry_id))
+    }
+
+    /// The first entry (lowest id) whose `max_timestamp >= timestamp`, among the entries
+    /// `0..=last_add_confirmed` (the time index is built over the contiguous prefix,
+    /// where the running maximum is defined).
+    pub fn find_entry_by_timestamp(&self, ledger_id: u64, timestamp: i64) -> Result<Option<u64>, BookieError> {
+        let inner = &*self.inner;
+        let mem = {
+            let st = inner.state.lock();
+            Self::check_readable(&st, ledger_id)?;
+            let a = st.active.find_by_time(ledger_id, timestamp);
+            let b = st.flushing.find_by_time(ledger_id, timestamp);
+            a.into_iter().chain(b).min()
+        };
+        let disk = inner.index.find_by_time(ledger_id, timestamp)?;
+        Ok(mem.into_iter().chain(disk).min().map(|(_, entry_id)| entry_id))
+    }
+
+    /// The highest id such that entries `0..=id` are all durable here; `None` if the
+    /// ledger has no entry 0.
+    pub fn last_add_confirmed(&self, ledger_id: u64) -> Result<Option<u64>, BookieError> {
+        let st = self.inner.state.lock();
+        Self::check_readable(&st, ledger_id)?;
+        Ok(st.ledgers.get(&ledger_id).and_then(|l| l.lac()))
+    }
+
+    fn check_readable(st: &State, ledger_id: u64) -> Result<(), BookieError> {
+        match st.ledgers.get(&ledger_id) {
+            None => Err(BookieError::NoSuchLedger { ledger_id }),
+            Some(l) if l.is_deleted() => Err(BookieError::LedgerDeleted { ledger_id }),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Fences the ledger (creating it if unknown) and returns its LAC. The fence is
+    /// journaled: it is durable when this returns, and every non-recovery add accepted
+    /// after this call started is refused. Idempotent.
+    pub async fn fence(&self, ledger_id: u64) -> Result<Option<u64>, BookieError> {
+        let inner = &*self.inner;
+        let rx = {
+            let mut st = inner.state.lock();
+            st.check_writable()?;
+            let l = st.ledgers.entry(ledger_id).or_default();
+            if l.is_deleted() {
+                return Err(BookieError::LedgerDeleted { ledger_id });
+            }
+            if l.fenced {
+                return Ok(l.lac()); // already durable
+            }
+            l.fence_pending = true;
+            inner.enqueue(&mut st, Record::Fence { ledger_id })
+        };
+        await_reply(rx).await
+    }
+
+    /// Deletes the ledger. When this returns the deletion is durable (journaled), reads
+    /// and adds of the ledger fail with `LedgerDeleted`, and it is gone from
+    /// [`Bookie::ledgers`]. Index keys are removed and entry log files whose bytes are all
+    /// dead are unlinked by the next checkpoint (at most `checkpoint_interval` later; call
+    /// [`Bookie::checkpoint`] to force it). Entry logs are not compacted: a file shared with
+    /// live ledgers keeps its space until they are deleted too. A deleted ledger id stays
+    /// as a 22-byte tombstone so late adds cannot resurrect it. Idempotent; deleting an
+    /// unknown ledger just records the tombstone.
+    pub async fn delete_ledger(&self, ledger_id: u64) -> Result<(), BookieError> {
+        let inner = &*self.inner;
+        let rx = {
+            let mut st = inner.state.lock();
+            st.check_writable()?;
+            let l = st.ledgers.entry(ledger_id).or_default();
+            if l.deleted {
+                return Ok(());
+            }
+            l.delete_pending = true;
+            inner.enqueue(&mut st, Record::Delete { ledger_id })
+        };
+        await_reply(rx).await.map(|_| ())
+    }
+
+    /// Ids of the ledgers stored here (not deleted), sorted.
+    pub fn ledgers(&self) -> Result<Vec<u64>, BookieError> {
+        let st = self.inner.state.lock();
+        let mut ids: Vec<u64> = st.ledgers.iter().filter(|(_, l)| !l.is_deleted()).map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Runs a checkpoint now and waits for it: everything acknowledged before the call is
+    /// in entry logs and the index afterwards, pending deletions are reclaimed and old
+    /// journal files removed. (Addition to the brief: for tests, admin and deletion.)
+    pub async fn checkpoint(&self) -> Result<(), BookieError> {
+        let inner = &*self.inner;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut c = inner.checkpoint_ctl.lock();
+            if c.stop {
+                return Err(BookieError::ShuttingDown);
+            }
+            c.waiters.push(tx);
+            c.requested = true;
+        }
+        inner.checkpoint_cv.notify_one();
+        rx.await.unwrap_or(Err(BookieError::ShuttingDown))
+    }
+
+    /// Counters of this instance.
+    pub fn stats(&self) -> BookieStats {
+        let c = &self.inner.counters;
+        let st = self.inner.state.lock();
+        BookieStats {
+            journal_fsyncs: c.journal_fsyncs.load(Ordering::Relaxed),
+            checkpoints: c.checkpoints.load(Ordering::Relaxed),
+            write_cache_entries: st.active.entries + st.flushing.entries,
+            write_cache_bytes: st.active.bytes + st.flushing.bytes,
+        }
+    }
+
+    /// Stops accepting writes, lets queued adds complete, runs a final checkpoint and
+    /// stops the background threads. Reads keep working afterwards; writes fail with
+    /// `ShuttingDown`. Idempotent.
+    pub async fn shutdown(&self) {
+        let lifecycle = self.lifecycle.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || lifecycle.stop(true)).await {
+            error!(error = %e, "bookie shutdown task failed");
+        }
+    }
+}
+
+fn open_blocking(config: BookieConfig) -> Result<Bookie, BookieError> {
+    let started = Instant::now();
+    let metrics = metrics::metrics();
+    let root = config.data_dir.clone();
+    let dirs = Dirs {
+        journal: root.join("journal"),
+        entry_logs: root.join("entrylogs"),
+        index: root.join("index"),
+    };
+    for d in [&root, &dirs.journal, &dirs.entry_logs, &dirs.index] {
+        fsutil::ensure_dir(d)?;
+    }
+    let index = Index::open(&dirs.index)?;
+    let loaded = index.load()?;
+
+    // Reconcile entry log files with their counters.
+    let mut files = loaded.files;
+    let on_disk = fsutil::list_numbered(&dirs.entry_logs, entry_log::EXT)?;
+    let mut fix = IndexBatch::default();
+    let mut fixes = 0usize;
+    let mut removed_files = 0usize;
+    for id in &on_disk {
+        match files.get(id) {
+            // Written by a checkpoint that never committed: nothing references it.
+            None => {
+                entry_log::remove_file(&dirs.entry_logs, *id)?;
+                removed_files += 1;
+            }
+            // Fully dead, deletion interrupted by a crash.
+            Some(s) if s.live == 0 => {
+                entry_log::remove_file(&dirs.entry_logs, *id)?;
+                files.remove(id);
+                fix.remove_file_stats(*id);
+                fixes += 1;
+                removed_files += 1;
+            }
+            Some(_) => {}
+        }
+    }
+    let on_disk_set: HashSet<u64> = on_disk.iter().copied().collect();
+    let missing: Vec<u64> = files.keys().filter(|id| !on_disk_set.contains(id)).copied().collect();
+    for id in missing {
+        match files.get(&id) {
+            Some(s) if s.live > 0 => {
+                error!(file_id = id, live_bytes = s.live, dir = ?dirs.entry_logs,
+                    "entry log file is missing; reads of its entries will fail");
+            }
+            _ => {
+                files.remove(&id);
+                fix.remove_file_stats(id);
+                fixes += 1;
+            }
+        }
+    }
+    if fixes > 0 {
+        index.commit(fix)?;
+    }
+    let next_log_id = on_disk.last().copied().max(files.keys().max().copied()).map_or(1, |m| m + 1);
+
+    // Replay the journal on top of the checkpointed state.
+    let mut state = State::new(loaded.ledgers);
+    let (mut adds, mut fences, mut deletes) = (0u64, 0u64, 0u64);
+    let summary = journal::replay(&dirs.journal, loaded.checkpoint, |rec| {
+        match &rec {
+            Record::Add { .. } => adds += 1,
+            Record::Fence { .. } => fences += 1,
+            Record::Delete { .. } => deletes += 1,
+        }
+        // Refusals (an add journaled after its ledger's delete) are expected; ignore.
+        let _ = state.apply(rec);
+    })?;
+    if summary.truncated.is_some() {
+        metrics.journal_truncations.inc();
+    }
+    let journal_id = summary
+        .max_file_id
+        .max(loaded.checkpoint.map(|c| c.file_id))
+        .map_or(1, |m| m + 1);
+    let journal_writer = JournalWriter::create(&dirs.journal, journal_id, config.journal_max_bytes)?;
+    state.applied = journal_writer.position();
+    let ledger_count = state.ledgers.len();
+
+    let entry_log_writer = EntryLogWriter::new(dirs.entry_logs.clone(), config.entry_log_max_bytes, next_log_id);
+    let readers = EntryLogReader::new(dirs.entry_logs.clone());
+    let inner = Arc::new(Inner {
+        config,
+        dirs,
+        state: Mutex::new(state),
+        journal_cv: Condvar::new(),
+        index,
+        readers,
+        space: Notify::new(),
+        checkpoint_ctl: Mutex::new(Control::default()),
+        checkpoint_cv: Condvar::new(),
+        counters: Counters::default(),
+        metrics,
+    });
+
+    // Make the replayed state durable in entry logs + index and drop replayed journals.
+    let mut checkpointer = Checkpointer::new(entry_log_writer, files);
+    checkpointer.run_once(&inner)?;
+
+    let lifecycle = Arc::new(Lifecycle {
+        inner: inner.clone(),
+        threads: Mutex::new(Threads::default()),
+    });
+    let spawn_err = |e| BookieError::io("spawn bookie thread", &inner.config.data_dir, e);
+    {
+        let i = inner.clone();
+        let h = std::thread::Builder::new()
+            .name("bookie-journal".into())
+            .spawn(move || committer::run(i, journal_writer))
+            .map_err(spawn_err)?;
+        lifecycle.threads.lock().committer = Some(h);
+    }
+    {
+        let i = inner.clone();
+        let h = std::thread::Builder::new()
+            .name("bookie-checkpoint".into())
+            .spawn(move || checkpoint::run(i, checkpointer))
+            .map_err(spawn_err)?;
+        lifecycle.threads.lock().checkpointer = Some(h);
+    }
+
+    info!(
+        data_dir = ?inner.config.data_dir,
+        ledgers = ledger_count,
+        replayed_journal_files = summary.files,
+        replayed_records = summary.records,
+        replayed_bytes = summary.bytes,
+        replayed_adds = adds,
+        replayed_fences = fences,
+        replayed_deletes = deletes,
+        journal_tail_truncated = summary.truncated.is_some(),
+        corrupt_journal_files = summary.corrupt_files,
+        entry_log_files = on_disk.len() - removed_files,
+        entry_log_files_removed = removed_files,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "bookie opened"
+    );
+    Ok(Bookie { inner, lifecycle })
+}

@@ -1,2 +1,134 @@
-//! Stratalog broker (work in progress).
+//! The Stratalog broker: speaks the Kafka protocol to clients and keeps no state of its own.
+//! Partitions live in ledgers on bookies, their layout and the consumer groups in the
+//! metadata service; a broker that restarts (or another broker) picks them up from there.
+//! It does not store data itself and does not replicate: the bookie ensemble does.
+//!
+//! # Layout
+//!
+//! - [`kafka`]: the Kafka front end. `server` accepts connections, `connection` reads
+//!   frames and keeps responses in request order, `handlers` has one module per API, and
+//!   `versions` the API version ranges we speak.
+//! - [`log`]: a partition as a managed ledger — appends with offset assignment and ordered
+//!   acknowledgement, reads through the tail cache or the bookies, rolls, take-over recovery,
+//!   idempotent-producer state.
+//! - [`partitions`]: the partitions this broker serves, opened on first use.
+//! - [`topics`]: the topic catalog (cached from the metadata store).
+//! - [`group`]: the consumer group coordinator; [`group_store`] keeps its state in the
+//!   metadata store.
+//! - [`producer_ids`]: producer id blocks for idempotent producers.
+//! - [`catalog`]: the metadata keys and values the broker reads and writes.
+//! - [`clients`]: typed RPC clients for bookies and the metadata service.
+//! - [`config`], [`metrics`].
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub mod catalog;
+pub mod clients;
+pub mod config;
 pub mod group;
+pub mod group_store;
+pub mod kafka;
+pub mod log;
+pub mod metrics;
+pub mod partitions;
+pub mod producer_ids;
+pub mod topics;
+
+pub use config::BrokerConfig;
+
+use clients::metadata::MetadataClient;
+use group::{GroupConfig, GroupCoordinator};
+use group_store::MetaGroupStore;
+use log::LogContext;
+use partitions::Partitions;
+use producer_ids::ProducerIds;
+use topics::Topics;
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub topics: Topics,
+    pub partitions: Partitions,
+    pub groups: GroupCoordinator<MetaGroupStore>,
+    pub producer_ids: ProducerIds,
+    advertised: (String, u16),
+}
+
+impl Broker {
+    /// Host and port clients should connect to.
+    pub fn advertised(&self) -> (String, u16) {
+        self.advertised.clone()
+    }
+
+    /// Connects to the metadata service, loads the group coordinator and starts the Kafka
+    /// listener on `listener`. Runs until `shutdown` is cancelled; `ready` is set once
+    /// clients can be served.
+    pub async fn run(config: BrokerConfig, listener: TcpListener, ready: Arc<AtomicBool>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        config.validate().map_err(|e| anyhow::anyhow!("invalid broker configuration: {e}"))?;
+        let local = listener.local_addr()?;
+        let advertised = (
+            config.advertised_host.clone().unwrap_or_else(|| local.ip().to_string()),
+            config.advertised_port.unwrap_or(local.port()),
+        );
+        let metadata = MetadataClient::new(config.metadata_addr.clone());
+        wait_for_metadata(&metadata, &config.metadata_addr, &shutdown).await?;
+        let ctx = Arc::new(LogContext {
+            metadata: metadata.clone(),
+            bookies: log::ledger::BookiePool::new(metadata.clone()),
+            ensemble_size: config.ensemble_size,
+            write_quorum: config.write_quorum,
+            ack_quorum: config.ack_quorum,
+            roll_bytes: config.ledger_roll_bytes,
+            roll_age: config.ledger_roll_age(),
+            cache_bytes: config.tail_cache_bytes,
+        });
+        let group_config = GroupConfig {
+            min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
+            max_session_timeout: Duration::from_millis(config.group_max_session_timeout_ms),
+            initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
+            ..GroupConfig::default()
+        };
+        let groups = GroupCoordinator::new(MetaGroupStore::new(metadata.clone()), group_config)
+            .await
+            .map_err(|e| anyhow::anyhow!("loading consumer groups from the metadata service failed: {e}"))?;
+        let broker = Arc::new(Broker {
+            topics: Topics::new(metadata.clone()),
+            partitions: Partitions::new(ctx),
+            groups,
+            producer_ids: ProducerIds::new(metadata),
+            advertised,
+            config,
+        });
+        ready.store(true, Ordering::Release);
+        info!(listen = %local, advertised = ?broker.advertised, "broker ready");
+        kafka::server::serve(listener, broker.clone(), shutdown).await;
+        broker.groups.shutdown().await;
+        broker.partitions.close_all().await;
+        Ok(())
+    }
+}
+
+/// Waits until the metadata service answers, logging progress, so the roles of a cluster
+/// can start in any order.
+async fn wait_for_metadata(metadata: &MetadataClient, addr: &str, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let mut attempt = 0u32;
+    loop {
+        match metadata.get(catalog::LEDGER_ID_COUNTER).await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                attempt += 1;
+                if attempt % 10 == 1 {
+                    warn!(metadata = addr, error = %e, "waiting for the metadata service (start it, or check --metadata-addr)");
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => anyhow::bail!("shut down while waiting for the metadata service at {addr}"),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}

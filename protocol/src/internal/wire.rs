@@ -155,6 +155,19 @@ impl<T: Wire> Wire for Vec<T> {
     }
 }
 
+/// Fixed-size byte arrays (ids, UUIDs): the bytes, no length.
+impl<const N: usize> Wire for [u8; N] {
+    fn encode(&self, buf: &mut BytesMut) {
+        buf.put_slice(self);
+    }
+    fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
+        need(buf, N, "byte array")?;
+        let mut out = [0u8; N];
+        buf.copy_to_slice(&mut out);
+        Ok(out)
+    }
+}
+
 impl Wire for () {
     fn encode(&self, _: &mut BytesMut) {}
     fn decode(_: &mut Bytes) -> Result<Self, DecodeError> {

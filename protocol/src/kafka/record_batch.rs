@@ -302,6 +302,42 @@ pub fn iter_headers(mut buf: &[u8]) -> impl Iterator<Item = BatchInfo> + '_ {
     })
 }
 
+/// The first record of a stored batch whose timestamp is at or after `timestamp`, as
+/// `(offset, timestamp)`; `None` if the batch is unreadable or every record is older.
+pub fn first_at_or_after(batch: &[u8], timestamp: i64) -> Option<(i64, i64)> {
+    let info = peek_header(batch).ok()?;
+    if info.max_timestamp < timestamp {
+        return None;
+    }
+    if info.is_log_append_time() {
+        return Some((info.base_offset, info.max_timestamp));
+    }
+    let body = &batch[HEADER_LEN..info.size];
+    let raw;
+    let mut records: &[u8] = match info.compression().ok()? {
+        Compression::None => body,
+        codec => {
+            raw = decompress(codec, body).ok()?;
+            &raw
+        }
+    };
+    while !records.is_empty() {
+        let len = read_varint(&mut records).ok()?;
+        if len < 0 || len as usize > records.len() {
+            return None;
+        }
+        let (mut record, rest) = records.split_at(len as usize);
+        records = rest;
+        record.advance(1.min(record.len()));
+        let ts = info.base_timestamp + read_varlong(&mut record).ok()?;
+        let offset_delta = read_varint(&mut record).ok()?;
+        if ts >= timestamp {
+            return Some((info.base_offset + offset_delta as i64, ts));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 pub mod tests {
     use super::*;
@@ -400,6 +436,15 @@ pub mod tests {
         assert_eq!(info.base_offset, 42);
         assert_eq!(info.max_timestamp, 5000);
         assert!(info.is_log_append_time());
+    }
+
+    #[test]
+    fn finds_first_record_at_or_after_a_timestamp() {
+        let mut b = BytesMut::from(&batch(3)[..]);
+        assign(&mut b, 10, None);
+        assert_eq!(first_at_or_after(&b, 1001), Some((11, 1001)));
+        assert_eq!(first_at_or_after(&b, 0), Some((10, 1000)));
+        assert_eq!(first_at_or_after(&b, 5000), None);
     }
 
     #[test]

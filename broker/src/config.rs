@@ -1,0 +1,91 @@
+//! Broker settings. Every field has a default, so a config file only names what it changes.
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Kafka broker id reported to clients.
+    pub node_id: i32,
+    /// Address the Kafka listener binds.
+    pub kafka_listen: String,
+    /// Host and port clients are told to connect to (Metadata responses); default: the
+    /// listen address.
+    pub advertised_host: Option<String>,
+    pub advertised_port: Option<u16>,
+    /// Address of the metadata service (host:port).
+    pub metadata_addr: String,
+    /// Cluster id reported to clients.
+    pub cluster_id: String,
+    /// Create a topic when a client asks for it in Metadata (Kafka's auto.create.topics.enable).
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics and of CreateTopics with num_partitions = -1.
+    pub default_partitions: i32,
+    /// Largest request accepted (Kafka's socket.request.max.bytes, 100 MiB).
+    pub max_request_bytes: usize,
+    /// Largest record batch accepted (Kafka's message.max.bytes).
+    pub max_message_bytes: usize,
+    /// Bookies per ledger (E), copies per entry (Qw), acks awaited per entry (Qa).
+    pub ensemble_size: usize,
+    pub write_quorum: usize,
+    pub ack_quorum: usize,
+    /// A ledger is closed and a new one started past this size or age.
+    pub ledger_roll_bytes: u64,
+    pub ledger_roll_ms: u64,
+    /// Recent entries kept in memory per partition for tailing consumers.
+    pub tail_cache_bytes: usize,
+    /// Consumer group settings (Kafka's group.* broker configs).
+    pub group_initial_rebalance_delay_ms: u64,
+    pub group_min_session_timeout_ms: u64,
+    pub group_max_session_timeout_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 0,
+            kafka_listen: "127.0.0.1:9092".into(),
+            advertised_host: None,
+            advertised_port: None,
+            metadata_addr: "127.0.0.1:2379".into(),
+            cluster_id: "stratalog".into(),
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_request_bytes: 100 * 1024 * 1024,
+            max_message_bytes: 1_048_588,
+            ensemble_size: 1,
+            write_quorum: 1,
+            ack_quorum: 1,
+            ledger_roll_bytes: 256 * 1024 * 1024,
+            ledger_roll_ms: 4 * 3600 * 1000,
+            tail_cache_bytes: 16 * 1024 * 1024,
+            group_initial_rebalance_delay_ms: 0,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+        }
+    }
+}
+
+impl BrokerConfig {
+    pub fn ledger_roll_age(&self) -> Duration {
+        Duration::from_millis(self.ledger_roll_ms)
+    }
+
+    /// Checks the settings that can be wrong together, naming what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1 <= self.ack_quorum && self.ack_quorum <= self.write_quorum && self.write_quorum <= self.ensemble_size) {
+            return Err(format!(
+                "need 1 <= ack_quorum ({}) <= write_quorum ({}) <= ensemble_size ({})",
+                self.ack_quorum, self.write_quorum, self.ensemble_size
+            ));
+        }
+        if self.default_partitions < 1 {
+            return Err(format!("default_partitions must be at least 1, not {}", self.default_partitions));
+        }
+        if self.max_request_bytes < 1024 {
+            return Err(format!("max_request_bytes {} is too small to carry any request", self.max_request_bytes));
+        }
+        Ok(())
+    }
+}

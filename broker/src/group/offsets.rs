@@ -1,0 +1,472 @@
+//! Committed offsets: the in-memory map of a group (authoritative; the store is written
+//! through before a commit is acknowledged), OffsetCommit/OffsetFetch, and offset retention
+//! (KIP-211 rules) with removal of empty groups that have no offsets left.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use super::state::{code, offset_write_error, Group, GroupState};
+use super::store::{CommittedOffset, GroupStore, StoreError};
+use super::writer::WriteOp;
+use super::{GroupCoordinator, Inner};
+
+/// A group's committed offsets by topic and partition.
+#[derive(Default)]
+pub(crate) struct Offsets {
+    topics: BTreeMap<String, BTreeMap<i32, CommittedOffset>>,
+}
+
+impl Offsets {
+    pub fn get(&self, topic: &str, partition: i32) -> Option<&CommittedOffset> {
+        self.topics.get(topic).and_then(|p| p.get(&partition))
+    }
+
+    pub fn put(&mut self, o: CommittedOffset) {
+        self.topics
+            .entry(o.topic.clone())
+            .or_default()
+            .insert(o.partition, o);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.topics.is_empty()
+    }
+
+    pub fn topics(&self) -> impl Iterator<Item = (&String, &BTreeMap<i32, CommittedOffset>)> {
+        self.topics.iter()
+    }
+
+    /// Removes and returns the offsets for which `expired` holds.
+    fn remove_where(&mut self, expired: impl Fn(&CommittedOffset) -> bool) -> Vec<(String, i32)> {
+        let mut removed = Vec::new();
+        self.topics.retain(|topic, partitions| {
+            partitions.retain(|p, o| {
+                let gone = expired(o);
+                if gone {
+                    removed.push((topic.clone(), *p));
+                }
+                !gone
+            });
+            !partitions.is_empty()
+        });
+        removed
+    }
+}
+
+/// Removes the group's expired offsets (Kafka's `removeExpiredOffsets`, KIP-211):
+/// - a group with a protocol type that is Empty: all offsets once `retention` has passed
+///   since it became empty;
+/// - a Stable consumer group with known subscriptions: offsets of topics no member
+///   subscribes to, `retention` after their commit;
+/// - a group without protocol type (offsets-only, simple consumers): each offset
+///   `retention` after its commit.
+pub(crate) fn expire_offsets(g: &mut Group, now_ms: i64, retention: Duration) -> Vec<(String, i32)> {
+    let retention = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let age = |since: i64| now_ms.saturating_sub(since) >= retention;
+    match (g.protocol_type(), g.state()) {
+        (Some(_), GroupState::Empty) => {
+            let since = g.state_since_ms();
+            g.offsets.remove_where(|_| age(since))
+        }
+        (Some("consumer"), GroupState::Stable) => match g.subscribed_topics().cloned() {
+            Some(subscribed) => g.offsets.remove_where(|o| {
+                !subscribed.contains(&o.topic) && age(o.commit_timestamp_ms)
+            }),
+            None => Vec::new(),
+        },
+        (None, _) => g.offsets.remove_where(|o| age(o.commit_timestamp_ms)),
+        _ => Vec::new(),
+    }
+}
+
+/// The topics of a consumer-protocol subscription (`ConsumerProtocolSubscription`, any
+/// version: version, then the topic array come first). `None` if it does not parse.
+pub(crate) fn parse_subscription_topics(metadata: &[u8]) -> Option<Vec<String>> {
+    let mut buf = metadata;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        if buf.len() < n {
+            return None;
+        }
+        let (head, tail) = buf.split_at(n);
+        buf = tail;
+        Some(head)
+    };
+    let version = i16::from_be_bytes(take(2)?.try_into().ok()?);
+    if version < 0 {
+        return None;
+    }
+    let count = i32::from_be_bytes(take(4)?.try_into().ok()?);
+    let count = usize::try_from(count).ok()?;
+    let mut topics = Vec::with_capacity(count.min(metadata.len() / 2));
+    for _ in 0..count {
+        let len = i16::from_be_bytes(take(2)?.try_into().ok()?);
+        let len = usize::try_from(len).ok()?;
+        let name = std::str::from_utf8(take(len)?).ok()?;
+        topics.push(name.to_owned());
+    }
+    Some(topics)
+}
+
+/// One partition of an OffsetFetch answer.
+struct Fetched {
+    partition: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: String,
+}
+
+impl Fetched {
+    fn unknown(partition: i32) -> Self {
+        Fetched {
+            partition,
+            offset: -1,
+            leader_epoch: -1,
+            metadata: String::new(),
+        }
+    }
+}
+
+type Requested = Option<Vec<(String, Vec<i32>)>>;
+
+impl<S: GroupStore> Inner<S> {
+    /// Offsets of a group: the requested partitions (-1 for unknown ones), or every
+    /// committed one when `requested` is `None`.
+    fn fetch_offsets(&self, group_id: &str, requested: Requested) -> Result<Vec<(String, Vec<Fetched>)>, i16> {
+        if !self.is_active() {
+            return Err(code::COORDINATOR_NOT_AVAILABLE);
+        }
+        let unknown = |requested: Requested| {
+            requested
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, ps)| (t, ps.into_iter().map(Fetched::unknown).collect()))
+                .collect()
+        };
+        let Some(entry) = self.get(group_id) else {
+            return Ok(unknown(requested));
+        };
+        let g = entry.group.lock();
+        if g.state() == GroupState::Dead {
+            return Ok(unknown(requested));
+        }
+        let fetched = |o: &CommittedOffset| Fetched {
+            partition: o.partition,
+            offset: o.offset,
+            leader_epoch: o.leader_epoch,
+            metadata: o.metadata.clone().unwrap_or_default(),
+        };
+        Ok(match requested {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    let parts = ps
+                        .into_iter()
+                        .map(|p| g.offsets.get(&t, p).map_or_else(|| Fetched::unknown(p), fetched))
+                        .collect();
+                    (t, parts)
+                })
+                .collect(),
+            None => g
+                .offsets
+                .topics()
+                .map(|(t, ps)| (t.clone(), ps.values().map(fetched).collect()))
+                .collect(),
+        })
+    }
+
+    /// Validates an OffsetCommit and queues its write. Returns per-partition codes decided
+    /// up front (in request order) and the receiver of the write's outcome.
+    fn start_commit(
+        self: &Arc<Self>,
+        req: &OffsetCommitRequest,
+        version: i16,
+    ) -> (Vec<Option<i16>>, Option<oneshot::Receiver<Result<(), StoreError>>>) {
+        let total: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
+        let all = |c: i16| (vec![Some(c); total], None);
+        if !self.is_active() {
+            return all(code::COORDINATOR_NOT_AVAILABLE);
+        }
+        let group_id = req.group_id.as_str();
+        let generation = req.generation_id_or_member_epoch;
+        let entry = match self.get(group_id) {
+            Some(e) => e,
+            // Simple consumers (generation -1) create an offsets-only group.
+            None if generation < 0 => self.get_or_create(group_id),
+            None if version >= 9 => return all(code::GROUP_ID_NOT_FOUND),
+            None => return all(code::ILLEGAL_GENERATION),
+        };
+        let ctx = self.ctx();
+        let mut codes = Vec::with_capacity(total);
+        let mut offsets = Vec::with_capacity(total);
+        for t in &req.topics {
+            for p in &t.partitions {
+                let metadata = p.committed_metadata.as_ref().map(|m| m.as_str());
+                if metadata.is_some_and(|m| m.len() > self.config.max_offset_metadata_bytes) {
+                    codes.push(Some(code::OFFSET_METADATA_TOO_LARGE));
+                } else {
+                    codes.push(None);
+                    offsets.push(CommittedOffset {
+                        topic: t.name.as_str().to_owned(),
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: metadata.map(str::to_owned),
+                        commit_timestamp_ms: ctx.now_ms,
+                    });
+                }
+            }
+        }
+        let mut g = entry.group.lock();
+        let member_id = req.member_id.as_str();
+        let instance = req.group_instance_id.as_ref().map(|i| i.as_str());
+        if let Err(c) = g.validate_offset_commit(&ctx, member_id, instance, generation) {
+            return all(c);
+        }
+        self.flush(&entry, &mut g);
+        if offsets.is_empty() {
+            return (codes, None);
+        }
+        let (done, rx) = oneshot::channel();
+        self.enqueue(&entry, WriteOp::Commit { offsets, done });
+        (codes, Some(rx))
+    }
+
+    /// One pass of offset retention and removal of empty groups without offsets.
+    pub(crate) async fn cleanup(self: &Arc<Self>) {
+        let entries: Vec<_> = self.groups.read().values().cloned().collect();
+        let ctx_ms = self.ctx().now_ms;
+        for entry in entries {
+            let (expired, delete) = {
+                let mut g = entry.group.lock();
+                // Skip groups with writes in flight: an expiry racing a commit of the same
+                // partition could drop the fresh commit from the store but not from memory.
+                if g.state() == GroupState::Dead || !entry.writer.is_idle() {
+                    continue;
+                }
+                let expired = match self.config.offsets_retention {
+                    Some(r) => expire_offsets(&mut g, ctx_ms, r),
+                    None => Vec::new(),
+                };
+                let delete = g.state() == GroupState::Empty
+                    && g.offsets.is_empty()
+                    && !g.has_pending_members();
+                if delete {
+                    g.mark_dead(&self.ctx());
+                }
+                (expired, delete)
+            };
+            if !expired.is_empty() {
+                info!(group = %entry.id, partitions = expired.len(), "expired committed offsets");
+            }
+            if delete {
+                let (done, rx) = oneshot::channel();
+                self.enqueue(&entry, WriteOp::DeleteGroup { done });
+                match rx.await {
+                    Ok(Ok(())) => {
+                        info!(group = %entry.id, "removed empty group without offsets");
+                        self.remove_entry(&entry);
+                    }
+                    Ok(Err(e)) => {
+                        warn!(group = %entry.id, error = %e, "failed to delete empty group");
+                        entry.group.lock().revive_empty(&self.ctx());
+                    }
+                    Err(_) => {}
+                }
+            } else if !expired.is_empty() {
+                self.enqueue(&entry, WriteOp::DeleteOffsets { partitions: expired });
+            }
+        }
+    }
+}
+
+impl<S: GroupStore> GroupCoordinator<S> {
+    /// OffsetCommit (v2+). Offsets are acknowledged once durable in the store; they are
+    /// then visible to OffsetFetch.
+    pub async fn offset_commit(&self, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+        let (codes, rx) = self.inner.start_commit(&req, version);
+        let commit_code = match rx {
+            None => code::NONE,
+            Some(rx) => match rx.await {
+                Ok(Ok(())) => code::NONE,
+                Ok(Err(e)) => {
+                    warn!(group = %req.group_id.as_str(), error = %e, "offset commit failed");
+                    offset_write_error(&e)
+                }
+                Err(_) => code::COORDINATOR_NOT_AVAILABLE,
+            },
+        };
+        let mut codes = codes.into_iter();
+        let topics = req
+            .topics
+            .into_iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let c = codes.next().flatten().unwrap_or(commit_code);
+                        OffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(c)
+                    })
+                    .collect();
+                OffsetCommitResponseTopic::default()
+                    .with_name(t.name)
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(partitions)
+            })
+            .collect();
+        OffsetCommitResponse::default()
+            .with_throttle_time_ms(0)
+            .with_topics(topics)
+    }
+
+    /// OffsetFetch, v1-v7 single-group form and v8+ multi-group form. Unknown partitions
+    /// answer offset -1; a null topic list answers every committed partition.
+    pub async fn offset_fetch(&self, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+        let response = OffsetFetchResponse::default().with_throttle_time_ms(0);
+        if version >= 8 {
+            let groups = req
+                .groups
+                .into_iter()
+                .map(|g| {
+                    let requested = g.topics.map(|ts| {
+                        ts.into_iter()
+                            .map(|t| (t.name.as_str().to_owned(), t.partition_indexes))
+                            .collect()
+                    });
+                    let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+                    match self.inner.fetch_offsets(g.group_id.as_str(), requested) {
+                        Ok(topics) => group.with_topics(
+                            topics
+                                .into_iter()
+                                .map(|(t, ps)| {
+                                    OffsetFetchResponseTopics::default()
+                                        .with_name(StrBytes::from_string(t).into())
+                                        .with_partitions(ps.into_iter().map(partitions_v8).collect())
+                                })
+                                .collect(),
+                        ),
+                        Err(c) => group.with_error_code(c),
+                    }
+                })
+                .collect();
+            return response.with_groups(groups);
+        }
+        let requested: Requested = req.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name.as_str().to_owned(), t.partition_indexes))
+                .collect()
+        });
+        match self.inner.fetch_offsets(req.group_id.as_str(), requested.clone()) {
+            Ok(topics) => response.with_topics(topics_v0(topics, code::NONE)),
+            Err(c) if version < 2 => {
+                // No top-level error before v2: every requested partition carries it.
+                let topics = requested
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(t, ps)| (t, ps.into_iter().map(Fetched::unknown).collect()))
+                    .collect();
+                response.with_topics(topics_v0(topics, c))
+            }
+            Err(c) => response.with_error_code(c),
+        }
+    }
+}
+
+fn topics_v0(topics: Vec<(String, Vec<Fetched>)>, error: i16) -> Vec<OffsetFetchResponseTopic> {
+    topics
+        .into_iter()
+        .map(|(t, ps)| {
+            OffsetFetchResponseTopic::default()
+                .with_name(StrBytes::from_string(t).into())
+                .with_partitions(
+                    ps.into_iter()
+                        .map(|f| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(f.partition)
+                                .with_committed_offset(f.offset)
+                                .with_committed_leader_epoch(f.leader_epoch)
+                                .with_metadata(Some(StrBytes::from_string(f.metadata)))
+                                .with_error_code(error)
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
+}
+
+fn partitions_v8(f: Fetched) -> OffsetFetchResponsePartitions {
+    OffsetFetchResponsePartitions::default()
+        .with_partition_index(f.partition)
+        .with_committed_offset(f.offset)
+        .with_committed_leader_epoch(f.leader_epoch)
+        .with_metadata(Some(StrBytes::from_string(f.metadata)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription(version: i16, topics: &[&str]) -> Vec<u8> {
+        let mut b = version.to_be_bytes().to_vec();
+        b.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+        for t in topics {
+            b.extend_from_slice(&(t.len() as i16).to_be_bytes());
+            b.extend_from_slice(t.as_bytes());
+        }
+        b.extend_from_slice(&(-1i32).to_be_bytes()); // null user data
+        b
+    }
+
+    #[test]
+    fn parses_subscription_topics() {
+        assert_eq!(
+            parse_subscription_topics(&subscription(3, &["a", "bb"])),
+            Some(vec!["a".to_owned(), "bb".to_owned()])
+        );
+        assert_eq!(parse_subscription_topics(&[0, 1]), None);
+        assert_eq!(parse_subscription_topics(&[0xff, 0xff, 0, 0, 0, 0]), None);
+        // A huge count with no data is rejected without allocating it.
+        assert_eq!(parse_subscription_topics(&[0, 0, 0x7f, 0xff, 0xff, 0xff]), None);
+    }
+
+    fn offset(topic: &str, partition: i32, ts: i64) -> CommittedOffset {
+        CommittedOffset {
+            topic: topic.into(),
+            partition,
+            offset: 1,
+            leader_epoch: -1,
+            metadata: None,
+            commit_timestamp_ms: ts,
+        }
+    }
+
+    #[test]
+    fn simple_group_offsets_expire_per_commit() {
+        let mut g = Group::new("g".into(), 0);
+        g.offsets.put(offset("a", 0, 1_000));
+        g.offsets.put(offset("a", 1, 5_000));
+        let expired = expire_offsets(&mut g, 11_000, Duration::from_secs(10));
+        assert_eq!(expired, vec![("a".to_owned(), 0)]);
+        assert!(g.offsets.get("a", 1).is_some());
+        assert!(expire_offsets(&mut g, 14_999, Duration::from_secs(10)).is_empty());
+        assert_eq!(expire_offsets(&mut g, 15_000, Duration::from_secs(10)).len(), 1);
+        assert!(g.offsets.is_empty());
+    }
+}

@@ -1,0 +1,194 @@
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs.
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
+use kafka_protocol::messages::create_partitions_response::{CreatePartitionsResponse, CreatePartitionsTopicResult};
+use kafka_protocol::messages::create_topics_request::CreateTopicsRequest;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
+use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
+};
+use kafka_protocol::messages::TopicName;
+use tracing::info;
+
+use super::s;
+use crate::catalog::{ConfigEntry, TopicMeta};
+use crate::topics::{codes, TOPIC_CONFIG_DEFAULTS};
+use crate::Broker;
+
+const INVALID_REQUEST: i16 = 42;
+const UNKNOWN_TOPIC_ID: i16 = 100;
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+/// DescribeConfigs config sources.
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DEFAULT: i8 = 5;
+
+pub async fn create_topics(broker: &Broker, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut results = Vec::new();
+    for topic in req.topics {
+        let name = topic.name.to_string();
+        let result = CreatableTopicResult::default().with_name(topic.name.clone());
+        let partitions = if topic.num_partitions == -1 { broker.config.default_partitions } else { topic.num_partitions };
+        // Replication is the bookie quorum's job, so any factor is accepted and reported as 1
+        // copy per broker; only nonsense values are refused.
+        if topic.replication_factor == 0 || topic.replication_factor < -1 {
+            results.push(
+                result
+                    .with_error_code(codes::INVALID_REPLICATION_FACTOR)
+                    .with_error_message(Some(s(format!("replication factor {} is invalid", topic.replication_factor)))),
+            );
+            continue;
+        }
+        if !topic.assignments.is_empty() {
+            results.push(result.with_error_code(INVALID_REQUEST).with_error_message(Some(s(
+                "manual replica assignments are not supported: brokers are stateless and every broker serves every partition",
+            ))));
+            continue;
+        }
+        let configs = topic
+            .configs
+            .iter()
+            .filter_map(|c| c.value.as_ref().map(|v| ConfigEntry { name: c.name.to_string(), value: v.to_string() }))
+            .collect();
+        match broker.topics.create(&name, partitions, configs, req.validate_only).await {
+            Ok(meta) => {
+                if !req.validate_only {
+                    info!(topic = %name, partitions, "created topic");
+                }
+                results.push(
+                    result
+                        .with_topic_id(uuid::Uuid::from_bytes(meta.id))
+                        .with_num_partitions(meta.partitions)
+                        .with_replication_factor(1)
+                        .with_configs(Some(topic_configs(&meta).into_iter().map(|(name, value, source)| {
+                            CreatableTopicConfigs::default()
+                                .with_name(s(name))
+                                .with_value(Some(s(value)))
+                                .with_config_source(source)
+                        }).collect())),
+                );
+            }
+            Err(e) => results.push(result.with_error_code(e.code).with_error_message(Some(s(e.message)))),
+        }
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+/// The effective configs of a topic: (name, value, source).
+fn topic_configs(meta: &TopicMeta) -> Vec<(String, String, i8)> {
+    TOPIC_CONFIG_DEFAULTS
+        .iter()
+        .map(|(name, default)| match meta.config(name) {
+            Some(value) => (name.to_string(), value.to_string(), SOURCE_TOPIC),
+            None => (name.to_string(), default.to_string(), SOURCE_DEFAULT),
+        })
+        .collect()
+}
+
+pub async fn delete_topics(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    // v6 names topics by name or id; earlier versions by name only.
+    let mut targets: Vec<(Option<String>, uuid::Uuid)> = req.topic_names.iter().map(|n| (Some(n.to_string()), uuid::Uuid::nil())).collect();
+    if version >= 6 {
+        targets = req.topics.iter().map(|t| (t.name.as_ref().map(|n| n.to_string()), t.topic_id)).collect();
+    }
+    let mut responses = Vec::new();
+    for (name, id) in targets {
+        let name = match name {
+            Some(name) => Some(name),
+            None => match broker.topics.list().await {
+                Ok(all) => all.into_iter().find(|(_, m)| uuid::Uuid::from_bytes(m.id) == id).map(|(n, _)| n),
+                Err(_) => None,
+            },
+        };
+        let result = DeletableTopicResult::default().with_topic_id(id).with_name(name.clone().map(|n| TopicName(s(n))));
+        let Some(name) = name else {
+            responses.push(result.with_error_code(UNKNOWN_TOPIC_ID).with_error_message(Some(s(format!("no topic has id {id}")))));
+            continue;
+        };
+        match broker.topics.delete(&name).await {
+            Ok(meta) => {
+                broker.partitions.delete_topic(&name, meta.partitions).await;
+                info!(topic = %name, "deleted topic");
+                responses.push(result.with_topic_id(uuid::Uuid::from_bytes(meta.id)));
+            }
+            Err(e) => responses.push(result.with_error_code(e.code).with_error_message(Some(s(e.message)))),
+        }
+    }
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+pub async fn create_partitions(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let mut results = Vec::new();
+    for topic in req.topics {
+        let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        match broker.topics.set_partitions(&topic.name, topic.count, req.validate_only).await {
+            Ok(()) => results.push(result),
+            Err(e) => results.push(result.with_error_code(e.code).with_error_message(Some(s(e.message)))),
+        }
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+pub async fn describe_configs(broker: &Broker, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let mut results = Vec::new();
+    for resource in req.resources {
+        let result = DescribeConfigsResult::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        let wanted = |name: &str| resource.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == name));
+        let configs: Vec<(String, String, i8)> = match resource.resource_type {
+            RESOURCE_TOPIC => match broker.topics.get(&resource.resource_name).await {
+                Ok(Some(meta)) => topic_configs(&meta),
+                Ok(None) => {
+                    results.push(result.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION).with_error_message(Some(s(format!(
+                        "topic {} does not exist",
+                        resource.resource_name.as_str()
+                    )))));
+                    continue;
+                }
+                Err(e) => {
+                    results.push(result.with_error_code(e.code).with_error_message(Some(s(e.message))));
+                    continue;
+                }
+            },
+            RESOURCE_BROKER => broker_configs(broker),
+            other => {
+                results.push(result.with_error_code(INVALID_REQUEST).with_error_message(Some(s(format!(
+                    "resource type {other} is not supported (topics: 2, brokers: 4)"
+                )))));
+                continue;
+            }
+        };
+        let configs = configs
+            .into_iter()
+            .filter(|(name, _, _)| wanted(name))
+            .map(|(name, value, source)| {
+                DescribeConfigsResourceResult::default()
+                    .with_name(s(name))
+                    .with_value(Some(s(value)))
+                    .with_config_source(source)
+                    .with_read_only(resource.resource_type == RESOURCE_BROKER)
+            })
+            .collect();
+        results.push(result.with_configs(configs));
+    }
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn broker_configs(broker: &Broker) -> Vec<(String, String, i8)> {
+    let c = &broker.config;
+    [
+        ("auto.create.topics.enable", c.auto_create_topics.to_string()),
+        ("num.partitions", c.default_partitions.to_string()),
+        ("message.max.bytes", c.max_message_bytes.to_string()),
+        ("socket.request.max.bytes", c.max_request_bytes.to_string()),
+        ("group.initial.rebalance.delay.ms", c.group_initial_rebalance_delay_ms.to_string()),
+        ("group.min.session.timeout.ms", c.group_min_session_timeout_ms.to_string()),
+        ("group.max.session.timeout.ms", c.group_max_session_timeout_ms.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v, SOURCE_DEFAULT))
+    .collect()
+}

@@ -1,0 +1,158 @@
+//! The topic catalog: topic definitions in the metadata store, cached in memory.
+use std::collections::HashMap;
+
+use parking_lot::RwLock;
+use stratalog_protocol::internal::Wire;
+
+use crate::catalog::{self, ConfigEntry, TopicMeta};
+use crate::clients::metadata::{Expect, MetaError, MetadataClient};
+
+pub mod codes {
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_CONFIG: i16 = 40;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+}
+
+/// A Kafka error code with the message returned to the client.
+#[derive(Debug, Clone)]
+pub struct TopicError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl TopicError {
+    fn new(code: i16, message: impl Into<String>) -> TopicError {
+        TopicError { code, message: message.into() }
+    }
+}
+
+impl From<MetaError> for TopicError {
+    fn from(e: MetaError) -> TopicError {
+        TopicError::new(codes::UNKNOWN_SERVER_ERROR, format!("metadata service: {e}"))
+    }
+}
+
+/// Topic configs Stratalog understands, with their defaults (Kafka names and defaults).
+pub const TOPIC_CONFIG_DEFAULTS: &[(&str, &str)] = &[
+    ("cleanup.policy", "delete"),
+    ("compression.type", "producer"),
+    ("max.message.bytes", "1048588"),
+    ("message.timestamp.type", "CreateTime"),
+    ("retention.bytes", "-1"),
+    ("retention.ms", "604800000"),
+    ("segment.bytes", "268435456"),
+    ("segment.ms", "14400000"),
+];
+
+/// Kafka's rule for topic names.
+pub fn validate_name(name: &str) -> Result<(), TopicError> {
+    let legal = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-');
+    if name.is_empty() || name == "." || name == ".." || name.len() > 249 || !legal {
+        return Err(TopicError::new(
+            codes::INVALID_TOPIC_EXCEPTION,
+            format!("topic name {name:?} is illegal: use 1-249 characters from [a-zA-Z0-9._-], not '.' or '..'"),
+        ));
+    }
+    Ok(())
+}
+
+pub struct Topics {
+    metadata: MetadataClient,
+    cache: RwLock<HashMap<String, TopicMeta>>,
+}
+
+impl Topics {
+    pub fn new(metadata: MetadataClient) -> Topics {
+        Topics { metadata, cache: RwLock::new(HashMap::new()) }
+    }
+
+    /// The topic, from the cache or the metadata store.
+    pub async fn get(&self, name: &str) -> Result<Option<TopicMeta>, TopicError> {
+        if let Some(meta) = self.cache.read().get(name) {
+            return Ok(Some(meta.clone()));
+        }
+        let key = catalog::topic_key(name);
+        let Some(kv) = self.metadata.get(&key).await? else { return Ok(None) };
+        let meta: TopicMeta = catalog::decode(&key, kv.value).map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e))?;
+        self.cache.write().insert(name.to_string(), meta.clone());
+        Ok(Some(meta))
+    }
+
+    /// Every topic, sorted by name, read from the metadata store.
+    pub async fn list(&self) -> Result<Vec<(String, TopicMeta)>, TopicError> {
+        let prefix = catalog::topics_prefix();
+        let mut out = Vec::new();
+        for kv in self.metadata.list(&prefix).await? {
+            let name = kv.key[prefix.len()..].to_string();
+            let meta: TopicMeta = catalog::decode(&kv.key, kv.value).map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e))?;
+            out.push((name, meta));
+        }
+        let mut cache = self.cache.write();
+        cache.clear();
+        cache.extend(out.iter().cloned());
+        Ok(out)
+    }
+
+    pub async fn create(&self, name: &str, partitions: i32, configs: Vec<ConfigEntry>, validate_only: bool) -> Result<TopicMeta, TopicError> {
+        validate_name(name)?;
+        if partitions < 1 {
+            return Err(TopicError::new(codes::INVALID_PARTITIONS, format!("{partitions} partitions; a topic needs at least 1")));
+        }
+        for c in &configs {
+            if !TOPIC_CONFIG_DEFAULTS.iter().any(|(k, _)| *k == c.name) {
+                return Err(TopicError::new(codes::INVALID_CONFIG, format!("unknown topic config {:?}", c.name)));
+            }
+        }
+        let meta = TopicMeta { id: *uuid::Uuid::new_v4().as_bytes(), partitions, configs };
+        if self.get(name).await?.is_some() {
+            return Err(TopicError::new(codes::TOPIC_ALREADY_EXISTS, format!("topic {name} already exists")));
+        }
+        if validate_only {
+            return Ok(meta);
+        }
+        match self.metadata.put(&catalog::topic_key(name), meta.to_bytes(), Expect::Absent, None).await {
+            Ok(_) => {}
+            Err(MetaError::Conflict { .. }) => {
+                return Err(TopicError::new(codes::TOPIC_ALREADY_EXISTS, format!("topic {name} already exists")))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.cache.write().insert(name.to_string(), meta.clone());
+        Ok(meta)
+    }
+
+    /// Removes the topic definition; the caller deletes its partitions' data.
+    pub async fn delete(&self, name: &str) -> Result<TopicMeta, TopicError> {
+        let Some(meta) = self.get(name).await? else {
+            return Err(TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name} does not exist")));
+        };
+        self.metadata.delete(&catalog::topic_key(name), Expect::Any).await?;
+        self.cache.write().remove(name);
+        Ok(meta)
+    }
+
+    pub async fn set_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), TopicError> {
+        let key = catalog::topic_key(name);
+        let Some(kv) = self.metadata.get(&key).await? else {
+            return Err(TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name} does not exist")));
+        };
+        let mut meta: TopicMeta = catalog::decode(&key, kv.value).map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e))?;
+        if count <= meta.partitions {
+            return Err(TopicError::new(
+                codes::INVALID_PARTITIONS,
+                format!("topic {name} has {} partitions; the new count {count} must be larger", meta.partitions),
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        meta.partitions = count;
+        self.metadata.put(&key, meta.to_bytes(), Expect::Revision(kv.mod_revision), None).await?;
+        self.cache.write().insert(name.to_string(), meta);
+        Ok(())
+    }
+}
