@@ -97,6 +97,9 @@ pub fn check_reachable(bootstrap: &str, timeout: Duration) -> Result<()> {
     for entry in bootstrap.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         // Accept "PLAINTEXT://host:port" style entries as Kafka configs often carry them.
         let hostport = entry.rsplit("://").next().unwrap_or(entry);
+        if !hostport.contains(':') {
+            bail!("--bootstrap entry '{entry}' has no port: use HOST:PORT (Kafka's usual port is 9092)");
+        }
         let addrs: Vec<_> = match hostport.to_socket_addrs() {
             Ok(addrs) => addrs.collect(),
             Err(e) => {

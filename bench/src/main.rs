@@ -26,6 +26,8 @@ mod commit;
 mod consume;
 mod produce;
 mod report;
+#[cfg(test)]
+mod tests;
 
 use std::process::ExitCode;
 
@@ -64,14 +66,16 @@ enum Command {
     Commit(commit::CommitArgs),
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Commit(args) => commit::run(args),
-    };
-    match result {
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // `{:#}` prints the whole context chain on one line: what failed, then why.

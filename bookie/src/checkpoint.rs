@@ -119,7 +119,12 @@ impl Checkpointer {
         };
 
         // 2. Entry logs.
-        let mut ledger_ids: Vec<u64> = gen.ledgers.keys().filter(|id| !skip.contains(id)).copied().collect();
+        let mut ledger_ids: Vec<u64> = gen
+            .ledgers
+            .keys()
+            .filter(|id| !skip.contains(id))
+            .copied()
+            .collect();
         ledger_ids.sort_unstable();
         let mut items: Vec<(u64, u64, &CachedEntry)> = Vec::with_capacity(gen.entries);
         for id in &ledger_ids {
@@ -203,18 +208,32 @@ impl Checkpointer {
 
         let m = inner.metrics;
         m.checkpoints.inc();
-        m.checkpoint_seconds.observe(started.elapsed().as_secs_f64());
+        m.checkpoint_seconds
+            .observe(started.elapsed().as_secs_f64());
         m.ledgers.set(ledgers as i64);
         m.fenced_ledgers.set(fenced as i64);
         m.write_cache_bytes.set(cache_bytes as i64);
         m.entry_logs_deleted.inc_by(dead.len() as u64);
-        inner.counters.checkpoints.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        inner
+            .counters
+            .checkpoints
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !dead.is_empty() || !deletes.is_empty() {
-            info!(deleted_ledgers = deletes.len(), released_bytes = released, entry_logs_deleted = dead.len(),
-                "checkpoint reclaimed space");
+            info!(
+                deleted_ledgers = deletes.len(),
+                released_bytes = released,
+                entry_logs_deleted = dead.len(),
+                "checkpoint reclaimed space"
+            );
         }
-        debug!(entries, bytes, ledgers_changed = ledger_states.len(), journals_removed,
-            elapsed_ms = started.elapsed().as_millis() as u64, "checkpoint done");
+        debug!(
+            entries,
+            bytes,
+            ledgers_changed = ledger_states.len(),
+            journals_removed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "checkpoint done"
+        );
         Ok(())
     }
 }
@@ -222,10 +241,14 @@ impl Checkpointer {
 /// The checkpoint thread: runs on a timer, on request, until told to stop. Returns its
 /// state so that shutdown can run the final checkpoint itself.
 pub(crate) fn run(inner: Arc<Inner>, mut cp: Checkpointer) -> Checkpointer {
-    let interval = inner.config.checkpoint_interval;
+    // A zero interval would spin; 10 ms is plenty for "as often as possible".
+    let interval = inner
+        .config
+        .checkpoint_interval
+        .max(std::time::Duration::from_millis(10));
     loop {
         let waiters = {
-            let mut c: parking_lot::MutexGuard<'_, Control> = inner.checkpoint_ctl.lock();
+            let mut c = inner.checkpoint_ctl.lock();
             if !c.requested && !c.stop {
                 let _ = inner.checkpoint_cv.wait_for(&mut c, interval);
             }

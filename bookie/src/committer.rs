@@ -66,7 +66,14 @@ pub(crate) fn run(inner: Arc<Inner>, mut journal: JournalWriter) {
                     meta,
                     crc,
                     payload,
-                } => put_add_frame(&mut frames, *ledger_id, *entry_id, meta, payload.len(), *crc),
+                } => put_add_frame(
+                    &mut frames,
+                    *ledger_id,
+                    *entry_id,
+                    meta,
+                    payload.len(),
+                    *crc,
+                ),
                 Record::Fence { ledger_id } => put_ledger_op(&mut frames, KIND_FENCE, *ledger_id),
                 Record::Delete { ledger_id } => put_ledger_op(&mut frames, KIND_DELETE, *ledger_id),
             }
@@ -97,7 +104,10 @@ pub(crate) fn run(inner: Arc<Inner>, mut journal: JournalWriter) {
         m.fsync_seconds.observe(fsync_time.as_secs_f64());
         m.group_entries.observe(group.len() as f64);
         m.group_bytes.observe(group_bytes as f64);
-        inner.counters.journal_fsyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        inner
+            .counters
+            .journal_fsyncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut adds = 0u64;
         let mut add_bytes = 0u64;
         let mut replies = Vec::with_capacity(group.len());

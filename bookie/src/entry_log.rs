@@ -146,7 +146,10 @@ impl EntryLogWriter {
 
     /// Appends the records of `items` (ledger, entry, cached entry) and returns their
     /// locations, in order. Payloads go to the kernel by `writev`, uncopied.
-    pub fn append(&mut self, items: &[(u64, u64, &CachedEntry)]) -> Result<Vec<Location>, BookieError> {
+    pub fn append(
+        &mut self,
+        items: &[(u64, u64, &CachedEntry)],
+    ) -> Result<Vec<Location>, BookieError> {
         let max_bytes = self.max_bytes;
         let mut locations = Vec::with_capacity(items.len());
         let mut frames = Vec::with_capacity(WRITE_BATCH.min(items.len()) * ADD_FRAME_LEN);
@@ -166,11 +169,20 @@ impl EntryLogWriter {
             }
             frames.clear();
             for (ledger_id, entry_id, e) in &items[i..j] {
-                put_add_frame(&mut frames, *ledger_id, *entry_id, &e.meta, e.payload.len(), e.crc);
+                put_add_frame(
+                    &mut frames,
+                    *ledger_id,
+                    *entry_id,
+                    &e.meta,
+                    e.payload.len(),
+                    e.crc,
+                );
             }
             let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 * (j - i));
             for (k, (_, _, e)) in items[i..j].iter().enumerate() {
-                slices.push(IoSlice::new(&frames[k * ADD_FRAME_LEN..(k + 1) * ADD_FRAME_LEN]));
+                slices.push(IoSlice::new(
+                    &frames[k * ADD_FRAME_LEN..(k + 1) * ADD_FRAME_LEN],
+                ));
                 slices.push(IoSlice::new(&e.payload));
             }
             write_all_vectored(&mut cur.file, &mut slices)
@@ -230,13 +242,20 @@ impl EntryLogReader {
         }
         // Open outside the lock; a racing opener just wins the insert.
         let path = numbered_path(&self.dir, id, EXT);
-        let f = Arc::new(File::open(&path).map_err(|e| BookieError::io("open entry log", &path, e))?);
+        let f =
+            Arc::new(File::open(&path).map_err(|e| BookieError::io("open entry log", &path, e))?);
         Ok(self.files.lock().entry(id).or_insert(f).clone())
     }
 
     /// Reads `len` bytes at `offset` of entry log `file_id` (one `pread`).
     /// `who` names the entry reported if the file is shorter than the index says.
-    pub fn read_span(&self, file_id: u64, offset: u64, len: usize, who: (u64, u64)) -> Result<Bytes, BookieError> {
+    pub fn read_span(
+        &self,
+        file_id: u64,
+        offset: u64,
+        len: usize,
+        who: (u64, u64),
+    ) -> Result<Bytes, BookieError> {
         let f = self.file(file_id)?;
         let mut buf = BytesMut::zeroed(len);
         match f.read_exact_at(&mut buf, offset) {
@@ -246,7 +265,11 @@ impl EntryLogReader {
                 entry_id: who.1,
                 reason: "entry log is shorter than the index says",
             }),
-            Err(e) => Err(BookieError::io("read entry log", &numbered_path(&self.dir, file_id, EXT), e)),
+            Err(e) => Err(BookieError::io(
+                "read entry log",
+                &numbered_path(&self.dir, file_id, EXT),
+                e,
+            )),
         }
     }
 
@@ -257,9 +280,15 @@ impl EntryLogReader {
 }
 
 /// Checks that an index location is plausible before allocating a buffer for it.
-pub(crate) fn check_location(loc: &Location, ledger_id: u64, entry_id: u64) -> Result<(), BookieError> {
+pub(crate) fn check_location(
+    loc: &Location,
+    ledger_id: u64,
+    entry_id: u64,
+) -> Result<(), BookieError> {
     let len = loc.len as usize;
-    if !(ADD_FRAME_LEN..=RECORD_HEADER_LEN + MAX_BODY_LEN).contains(&len) || loc.offset < FILE_HEADER_LEN {
+    if !(ADD_FRAME_LEN..=RECORD_HEADER_LEN + MAX_BODY_LEN).contains(&len)
+        || loc.offset < FILE_HEADER_LEN
+    {
         return Err(BookieError::Corrupt {
             ledger_id,
             entry_id,
@@ -270,7 +299,11 @@ pub(crate) fn check_location(loc: &Location, ledger_id: u64, entry_id: u64) -> R
 }
 
 /// Decodes and verifies an entry record read from an entry log.
-pub(crate) fn decode_entry(ledger_id: u64, entry_id: u64, rec: Bytes) -> Result<Entry, BookieError> {
+pub(crate) fn decode_entry(
+    ledger_id: u64,
+    entry_id: u64,
+    rec: Bytes,
+) -> Result<Entry, BookieError> {
     let corrupt = |reason| BookieError::Corrupt {
         ledger_id,
         entry_id,

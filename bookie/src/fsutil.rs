@@ -82,7 +82,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let mut f = File::create(&path).unwrap();
-        let chunks: Vec<Vec<u8>> = (0..3000u32).map(|i| vec![(i % 251) as u8; (i % 7) as usize]).collect();
+        let chunks: Vec<Vec<u8>> = (0..3000u32)
+            .map(|i| vec![(i % 251) as u8; (i % 7) as usize])
+            .collect();
         let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
         write_all_vectored(&mut f, &mut slices).unwrap();
         drop(f);
@@ -98,6 +100,9 @@ mod tests {
         }
         File::create(dir.path().join("junk.log")).unwrap();
         File::create(numbered_path(dir.path(), 9, "jnl")).unwrap();
-        assert_eq!(list_numbered(dir.path(), "log").unwrap(), vec![1, 3, 0x1_0000_0000]);
+        assert_eq!(
+            list_numbered(dir.path(), "log").unwrap(),
+            vec![1, 3, 0x1_0000_0000]
+        );
     }
 }

@@ -181,7 +181,12 @@ impl Index {
     }
 
     /// First `(value, entry_id)` in the `tag` index of `ledger_id` with value `>= from`.
-    fn first_at_or_after(&self, tag: u8, ledger_id: u64, from: i64) -> Result<Option<(i64, u64)>, BookieError> {
+    fn first_at_or_after(
+        &self,
+        tag: u8,
+        ledger_id: u64,
+        from: i64,
+    ) -> Result<Option<(i64, u64)>, BookieError> {
         let start = key_ordered(tag, ledger_id, ord(from), 0);
         let end = key_ordered(tag, ledger_id, u64::MAX, u64::MAX);
         match self.db.range(start..=end).next() {
@@ -197,7 +202,11 @@ impl Index {
     }
 
     /// The indexed entry with the smallest `(last_offset, entry_id)`, `last_offset >= offset`.
-    pub fn find_by_offset(&self, ledger_id: u64, offset: i64) -> Result<Option<(i64, u64)>, BookieError> {
+    pub fn find_by_offset(
+        &self,
+        ledger_id: u64,
+        offset: i64,
+    ) -> Result<Option<(i64, u64)>, BookieError> {
         self.first_at_or_after(TAG_OFFSET, ledger_id, offset)
     }
 
@@ -209,7 +218,11 @@ impl Index {
     /// Adds to `batch` the removal of every index key of `ledger_id` (entries, offset
     /// and time points) and returns the locations of the removed entries, so the caller
     /// can subtract them from the entry logs' live bytes.
-    pub fn remove_ledger(&self, batch: &mut IndexBatch, ledger_id: u64) -> Result<Vec<Location>, BookieError> {
+    pub fn remove_ledger(
+        &self,
+        batch: &mut IndexBatch,
+        ledger_id: u64,
+    ) -> Result<Vec<Location>, BookieError> {
         let mut locations = Vec::new();
         for kv in self.db.scan_prefix(key_ledger(TAG_ENTRY, ledger_id)) {
             let (k, v) = kv?;
@@ -244,12 +257,19 @@ pub(crate) struct IndexBatch(sled::Batch);
 
 impl IndexBatch {
     pub fn put_entry(&mut self, ledger_id: u64, entry_id: u64, last_offset: i64, loc: &Location) {
-        self.0.insert(&key_entry(ledger_id, entry_id), &encode_location(loc));
-        self.0.insert(&key_ordered(TAG_OFFSET, ledger_id, ord(last_offset), entry_id), &[]);
+        self.0
+            .insert(&key_entry(ledger_id, entry_id), &encode_location(loc));
+        self.0.insert(
+            &key_ordered(TAG_OFFSET, ledger_id, ord(last_offset), entry_id),
+            &[],
+        );
     }
 
     pub fn put_time_point(&mut self, ledger_id: u64, running_max_ts: i64, entry_id: u64) {
-        self.0.insert(&key_ordered(TAG_TIME, ledger_id, ord(running_max_ts), entry_id), &[]);
+        self.0.insert(
+            &key_ordered(TAG_TIME, ledger_id, ord(running_max_ts), entry_id),
+            &[],
+        );
     }
 
     /// `encoded` is [`LedgerState::encode`]'s output.
@@ -293,7 +313,11 @@ mod tests {
     fn offset_lookup_range_scan() {
         let dir = tempfile::tempdir().unwrap();
         let idx = Index::open(dir.path()).unwrap();
-        let loc = Location { file_id: 1, offset: 16, len: 60 };
+        let loc = Location {
+            file_id: 1,
+            offset: 16,
+            len: 60,
+        };
         let mut b = IndexBatch::default();
         b.put_entry(3, 0, 9, &loc);
         b.put_entry(3, 1, 19, &loc);
@@ -301,7 +325,11 @@ mod tests {
         idx.commit(b).unwrap();
         assert_eq!(idx.find_by_offset(3, 10).unwrap(), Some((19, 1)));
         assert_eq!(idx.find_by_offset(3, -100).unwrap(), Some((9, 0)));
-        assert_eq!(idx.find_by_offset(3, 20).unwrap(), None, "must not leak into ledger 4");
+        assert_eq!(
+            idx.find_by_offset(3, 20).unwrap(),
+            None,
+            "must not leak into ledger 4"
+        );
         assert_eq!(idx.location(3, 1).unwrap(), Some(loc));
         let mut b = IndexBatch::default();
         assert_eq!(idx.remove_ledger(&mut b, 3).unwrap().len(), 2);

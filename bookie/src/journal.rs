@@ -102,8 +102,13 @@ impl JournalWriter {
 
     /// Writes one group with a single `writev` sequence and makes it durable with a
     /// single `fdatasync`. Returns the time the `fdatasync` took.
-    pub fn write_group(&mut self, slices: &mut [IoSlice<'_>], len: u64) -> Result<Duration, BookieError> {
-        write_all_vectored(&mut self.file, slices).map_err(|e| BookieError::io("write journal", &self.path, e))?;
+    pub fn write_group(
+        &mut self,
+        slices: &mut [IoSlice<'_>],
+        len: u64,
+    ) -> Result<Duration, BookieError> {
+        write_all_vectored(&mut self.file, slices)
+            .map_err(|e| BookieError::io("write journal", &self.path, e))?;
         self.size += len;
         let t = Instant::now();
         self.file
@@ -191,28 +196,43 @@ fn replay_file(
     if len < FILE_HEADER_LEN {
         if newest {
             // Crash while creating the file: nothing in it was ever acknowledged.
-            warn!(?path, len, "journal file has a torn header; truncating it to empty");
-            file.set_len(0).and_then(|_| file.sync_all()).map_err(io("truncate journal"))?;
+            warn!(
+                ?path,
+                len, "journal file has a torn header; truncating it to empty"
+            );
+            file.set_len(0)
+                .and_then(|_| file.sync_all())
+                .map_err(io("truncate journal"))?;
             summary.truncated = Some((path, 0, "torn file header"));
         } else {
-            error!(?path, len, "journal file is shorter than its header; skipping it");
+            error!(
+                ?path,
+                len, "journal file is shorter than its header; skipping it"
+            );
             summary.corrupt_files += 1;
         }
         return Ok(());
     }
     file.read_exact(&mut header).map_err(io("read journal"))?;
     if header[..8] != MAGIC || header[8..] != id.to_le_bytes() {
-        error!(?path, "journal file has a bad header (not a Stratalog journal, or renamed); skipping it");
+        error!(
+            ?path,
+            "journal file has a bad header (not a Stratalog journal, or renamed); skipping it"
+        );
         summary.corrupt_files += 1;
         return Ok(());
     }
     if start > len {
-        warn!(?path, start, len, "checkpoint lies past the end of the journal file; nothing to replay in it");
+        warn!(
+            ?path,
+            start, len, "checkpoint lies past the end of the journal file; nothing to replay in it"
+        );
         return Ok(());
     }
 
     let mut pos = start;
-    file.seek(SeekFrom::Start(pos)).map_err(io("seek journal"))?;
+    file.seek(SeekFrom::Start(pos))
+        .map_err(io("seek journal"))?;
     let mut reader = BufReader::with_capacity(1 << 20, &file);
     let bad: Option<&'static str> = loop {
         if pos == len {
@@ -244,11 +264,18 @@ fn replay_file(
         if newest {
             warn!(?path, offset = pos, dropped_bytes = len - pos, reason,
                 "torn record at the journal tail (crash mid-write); truncating, earlier records are intact");
-            file.set_len(pos).and_then(|_| file.sync_all()).map_err(io("truncate journal"))?;
+            file.set_len(pos)
+                .and_then(|_| file.sync_all())
+                .map_err(io("truncate journal"))?;
             summary.truncated = Some((path, pos, reason));
         } else {
-            error!(?path, offset = pos, lost_bytes = len - pos, reason,
-                "corrupt record in the middle of the journal; the rest of this file is skipped");
+            error!(
+                ?path,
+                offset = pos,
+                lost_bytes = len - pos,
+                reason,
+                "corrupt record in the middle of the journal; the rest of this file is skipped"
+            );
             summary.corrupt_files += 1;
         }
     }

@@ -85,7 +85,9 @@ impl LedgerState {
         }
         self.advance(entry_id, max_ts, points);
         while let Some(next) = self.lac.and_then(|l| l.checked_add(1)) {
-            let Some(ts) = self.above.remove(&next) else { break };
+            let Some(ts) = self.above.remove(&next) else {
+                break;
+            };
             self.advance(next, ts, points);
         }
         true

@@ -36,6 +36,8 @@
 //! - `read.rs` — the read path (cache, then coalesced `pread`s).
 //! - `metrics.rs` — Prometheus metrics (`stratalog_bookie_*`).
 //! - `fsutil.rs` — vectored writes, directory fsync, numbered file names.
+//! - `service.rs` — the RPC adapter (internal protocol <-> [`Bookie`]); no storage logic.
+//! - `tests.rs` — behaviour tests on real files, including a real `kill -9` test.
 //!
 //! On disk, under `data_dir`: `journal/<id>.jnl`, `entrylogs/<id>.log`, `index/` (sled).
 //!
@@ -165,7 +167,11 @@ impl Inner {
 
     /// Queues a record for the committer. Must be called with the state locked, after
     /// the admission checks, so that checks and queue order agree.
-    fn enqueue(&self, st: &mut State, record: Record) -> oneshot::Receiver<Result<Option<u64>, BookieError>> {
+    fn enqueue(
+        &self,
+        st: &mut State,
+        record: Record,
+    ) -> oneshot::Receiver<Result<Option<u64>, BookieError>> {
         let (reply, rx) = oneshot::channel();
         st.queue_bytes += record.journal_len();
         st.queue.push_back(Request { record, reply });
@@ -174,7 +180,9 @@ impl Inner {
     }
 }
 
-async fn await_reply(rx: oneshot::Receiver<Result<Option<u64>, BookieError>>) -> Result<Option<u64>, BookieError> {
+async fn await_reply(
+    rx: oneshot::Receiver<Result<Option<u64>, BookieError>>,
+) -> Result<Option<u64>, BookieError> {
     // A dropped sender means the committer exited without answering (shutdown).
     rx.await.unwrap_or(Err(BookieError::ShuttingDown))
 }
@@ -259,7 +267,9 @@ pub struct Bookie {
 
 impl std::fmt::Debug for Bookie {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bookie").field("data_dir", &self.inner.config.data_dir).finish()
+        f.debug_struct("Bookie")
+            .field("data_dir", &self.inner.config.data_dir)
+            .finish()
     }
 }
 
@@ -340,10 +350,15 @@ impl Bookie {
 
     /// Reads one entry.
     pub async fn read_entry(&self, ledger_id: u64, entry_id: u64) -> Result<Entry, BookieError> {
-        let mut got = self.read_entries(ledger_id, entry_id, 1, usize::MAX).await?;
+        let mut got = self
+            .read_entries(ledger_id, entry_id, 1, usize::MAX)
+            .await?;
         match got.pop() {
             Some(e) => Ok(e),
-            None => Err(BookieError::NoSuchEntry { ledger_id, entry_id }),
+            None => Err(BookieError::NoSuchEntry {
+                ledger_id,
+                entry_id,
+            }),
         }
     }
 
@@ -400,7 +415,13 @@ impl Bookie {
             let got = resolved.entries.len();
             let m = self.inner.metrics;
             m.reads.inc_by(got as u64);
-            m.read_bytes.inc_by(resolved.entries.iter().map(|e| e.payload.len() as u64).sum());
+            m.read_bytes.inc_by(
+                resolved
+                    .entries
+                    .iter()
+                    .map(|e| e.payload.len() as u64)
+                    .sum(),
+            );
             out.extend(resolved.entries);
             if let Some(e) = resolved.error {
                 if out.is_empty() {
@@ -422,7 +443,11 @@ impl Bookie {
     /// The entry whose `[base_offset, last_offset]` contains `offset`, else the first
     /// entry with `base_offset > offset`, else `None`. Considers every entry stored here
     /// (including ones above the LAC).
-    pub fn find_entry_by_offset(&self, ledger_id: u64, offset: i64) -> Result<Option<u64>, BookieError> {
+    pub fn find_entry_by_offset(
+        &self,
+        ledger_id: u64,
+        offset: i64,
+    ) -> Result<Option<u64>, BookieError> {
         let inner = &*self.inner;
         // Memory before index: an entry moves cache -> index (index written first), so
         // looking in this order cannot miss one that is being moved.
@@ -434,13 +459,21 @@ impl Bookie {
             a.into_iter().chain(b).min()
         };
         let disk = inner.index.find_by_offset(ledger_id, offset)?;
-        Ok(mem.into_iter().chain(disk).min().map(|(_, entry_id)| entry_id))
+        Ok(mem
+            .into_iter()
+            .chain(disk)
+            .min()
+            .map(|(_, entry_id)| entry_id))
     }
 
     /// The first entry (lowest id) whose `max_timestamp >= timestamp`, among the entries
     /// `0..=last_add_confirmed` (the time index is built over the contiguous prefix,
     /// where the running maximum is defined).
-    pub fn find_entry_by_timestamp(&self, ledger_id: u64, timestamp: i64) -> Result<Option<u64>, BookieError> {
+    pub fn find_entry_by_timestamp(
+        &self,
+        ledger_id: u64,
+        timestamp: i64,
+    ) -> Result<Option<u64>, BookieError> {
         let inner = &*self.inner;
         let mem = {
             let st = inner.state.lock();
@@ -450,7 +483,11 @@ impl Bookie {
             a.into_iter().chain(b).min()
         };
         let disk = inner.index.find_by_time(ledger_id, timestamp)?;
-        Ok(mem.into_iter().chain(disk).min().map(|(_, entry_id)| entry_id))
+        Ok(mem
+            .into_iter()
+            .chain(disk)
+            .min()
+            .map(|(_, entry_id)| entry_id))
     }
 
     /// The highest id such that entries `0..=id` are all durable here; `None` if the
@@ -516,7 +553,12 @@ impl Bookie {
     /// Ids of the ledgers stored here (not deleted), sorted.
     pub fn ledgers(&self) -> Result<Vec<u64>, BookieError> {
         let st = self.inner.state.lock();
-        let mut ids: Vec<u64> = st.ledgers.iter().filter(|(_, l)| !l.is_deleted()).map(|(id, _)| *id).collect();
+        let mut ids: Vec<u64> = st
+            .ledgers
+            .iter()
+            .filter(|(_, l)| !l.is_deleted())
+            .map(|(id, _)| *id)
+            .collect();
         ids.sort_unstable();
         Ok(ids)
     }
@@ -602,7 +644,11 @@ fn open_blocking(config: BookieConfig) -> Result<Bookie, BookieError> {
         }
     }
     let on_disk_set: HashSet<u64> = on_disk.iter().copied().collect();
-    let missing: Vec<u64> = files.keys().filter(|id| !on_disk_set.contains(id)).copied().collect();
+    let missing: Vec<u64> = files
+        .keys()
+        .filter(|id| !on_disk_set.contains(id))
+        .copied()
+        .collect();
     for id in missing {
         match files.get(&id) {
             Some(s) if s.live > 0 => {
@@ -619,7 +665,11 @@ fn open_blocking(config: BookieConfig) -> Result<Bookie, BookieError> {
     if fixes > 0 {
         index.commit(fix)?;
     }
-    let next_log_id = on_disk.last().copied().max(files.keys().max().copied()).map_or(1, |m| m + 1);
+    let next_log_id = on_disk
+        .last()
+        .copied()
+        .max(files.keys().max().copied())
+        .map_or(1, |m| m + 1);
 
     // Replay the journal on top of the checkpointed state.
     let mut state = State::new(loaded.ledgers);
@@ -640,11 +690,16 @@ fn open_blocking(config: BookieConfig) -> Result<Bookie, BookieError> {
         .max_file_id
         .max(loaded.checkpoint.map(|c| c.file_id))
         .map_or(1, |m| m + 1);
-    let journal_writer = JournalWriter::create(&dirs.journal, journal_id, config.journal_max_bytes)?;
+    let journal_writer =
+        JournalWriter::create(&dirs.journal, journal_id, config.journal_max_bytes)?;
     state.applied = journal_writer.position();
     let ledger_count = state.ledgers.len();
 
-    let entry_log_writer = EntryLogWriter::new(dirs.entry_logs.clone(), config.entry_log_max_bytes, next_log_id);
+    let entry_log_writer = EntryLogWriter::new(
+        dirs.entry_logs.clone(),
+        config.entry_log_max_bytes,
+        next_log_id,
+    );
     let readers = EntryLogReader::new(dirs.entry_logs.clone());
     let inner = Arc::new(Inner {
         config,

@@ -95,16 +95,28 @@ pub(crate) fn metrics() -> &'static Metrics {
             exp_buckets(1024.0, 4.0, 10),
         ),
         adds: counter("stratalog_bookie_adds_total", "Entries acknowledged"),
-        add_bytes: counter("stratalog_bookie_add_bytes_total", "Payload bytes acknowledged"),
+        add_bytes: counter(
+            "stratalog_bookie_add_bytes_total",
+            "Payload bytes acknowledged",
+        ),
         reads: counter("stratalog_bookie_reads_total", "Entries returned by reads"),
-        read_bytes: counter("stratalog_bookie_read_bytes_total", "Payload bytes returned by reads"),
+        read_bytes: counter(
+            "stratalog_bookie_read_bytes_total",
+            "Payload bytes returned by reads",
+        ),
         read_cache_hits: counter(
             "stratalog_bookie_read_cache_hits_total",
             "Entries read from the write cache rather than entry logs",
         ),
         ledgers: gauge("stratalog_bookie_ledgers", "Live ledgers on this bookie"),
-        fenced_ledgers: gauge("stratalog_bookie_fenced_ledgers", "Live fenced ledgers on this bookie"),
-        checkpoints: counter("stratalog_bookie_checkpoints_total", "Checkpoints completed"),
+        fenced_ledgers: gauge(
+            "stratalog_bookie_fenced_ledgers",
+            "Live fenced ledgers on this bookie",
+        ),
+        checkpoints: counter(
+            "stratalog_bookie_checkpoints_total",
+            "Checkpoints completed",
+        ),
         checkpoint_seconds: histogram(
             "stratalog_bookie_checkpoint_seconds",
             "Duration of a checkpoint",

@@ -37,7 +37,8 @@ pub(crate) struct Budget {
 impl Budget {
     /// Whether an entry of `len` payload bytes still fits. The first entry always fits.
     fn admits(&self, len: usize) -> bool {
-        self.entries < self.max_entries && (self.entries == 0 || self.bytes.saturating_add(len) <= self.max_bytes)
+        self.entries < self.max_entries
+            && (self.entries == 0 || self.bytes.saturating_add(len) <= self.max_bytes)
     }
 }
 
@@ -58,16 +59,29 @@ enum Pending {
 impl Inner {
     /// Plans up to `max` consecutive entries from `first`, stopping at the first id this
     /// bookie does not have.
-    pub(crate) fn plan_reads(&self, ledger_id: u64, first: u64, max: usize) -> Result<Vec<Slot>, BookieError> {
+    pub(crate) fn plan_reads(
+        &self,
+        ledger_id: u64,
+        first: u64,
+        max: usize,
+    ) -> Result<Vec<Slot>, BookieError> {
         let st = self.state.lock();
-        let l = st.ledgers.get(&ledger_id).ok_or(BookieError::NoSuchLedger { ledger_id })?;
+        let l = st
+            .ledgers
+            .get(&ledger_id)
+            .ok_or(BookieError::NoSuchLedger { ledger_id })?;
         if l.is_deleted() {
             return Err(BookieError::LedgerDeleted { ledger_id });
         }
         let mut slots = Vec::new();
         for i in 0..max as u64 {
-            let Some(entry_id) = first.checked_add(i) else { break };
-            let cached = st.active.get(ledger_id, entry_id).or_else(|| st.flushing.get(ledger_id, entry_id));
+            let Some(entry_id) = first.checked_add(i) else {
+                break;
+            };
+            let cached = st
+                .active
+                .get(ledger_id, entry_id)
+                .or_else(|| st.flushing.get(ledger_id, entry_id));
             if let Some(c) = cached {
                 slots.push(Slot::Mem(Entry {
                     ledger_id,
@@ -86,7 +100,12 @@ impl Inner {
 
     /// Executes a plan within `budget`. Blocking (sled lookups and `pread`) when the plan
     /// has disk slots; call it from a blocking thread then.
-    pub(crate) fn resolve(&self, ledger_id: u64, slots: Vec<Slot>, budget: &mut Budget) -> Resolved {
+    pub(crate) fn resolve(
+        &self,
+        ledger_id: u64,
+        slots: Vec<Slot>,
+        budget: &mut Budget,
+    ) -> Resolved {
         let mut out = Resolved {
             entries: Vec::with_capacity(slots.len()),
             stopped: false,
@@ -106,7 +125,10 @@ impl Inner {
                             out.error = Some(e);
                             break;
                         }
-                        (Pending::Disk(entry_id, loc), loc.len as usize - ADD_FRAME_LEN)
+                        (
+                            Pending::Disk(entry_id, loc),
+                            loc.len as usize - ADD_FRAME_LEN,
+                        )
                     }
                     // Only possible if the ledger was deleted meanwhile.
                     Ok(None) => {
@@ -148,9 +170,12 @@ impl Inner {
                         end += u64::from(next.len);
                         j += 1;
                     }
-                    let span = self
-                        .readers
-                        .read_span(first.file_id, first.offset, (end - first.offset) as usize, (ledger_id, *entry_id));
+                    let span = self.readers.read_span(
+                        first.file_id,
+                        first.offset,
+                        (end - first.offset) as usize,
+                        (ledger_id, *entry_id),
+                    );
                     let span = match span {
                         Ok(s) => s,
                         Err(e) => {
@@ -159,9 +184,15 @@ impl Inner {
                         }
                     };
                     for p in &pending[i..j] {
-                        let Pending::Disk(entry_id, loc) = p else { continue };
+                        let Pending::Disk(entry_id, loc) = p else {
+                            continue;
+                        };
                         let at = (loc.offset - first.offset) as usize;
-                        match decode_entry(ledger_id, *entry_id, span.slice(at..at + loc.len as usize)) {
+                        match decode_entry(
+                            ledger_id,
+                            *entry_id,
+                            span.slice(at..at + loc.len as usize),
+                        ) {
                             Ok(e) => out.entries.push(e),
                             Err(e) => {
                                 out.error = Some(e);

@@ -117,7 +117,8 @@ impl State {
                 }
                 let mut points = std::mem::take(&mut self.scratch_points);
                 if l.add(entry_id, meta.max_timestamp, &mut points) {
-                    self.active.insert(ledger_id, entry_id, CachedEntry { meta, crc, payload });
+                    self.active
+                        .insert(ledger_id, entry_id, CachedEntry { meta, crc, payload });
                     self.active.add_time_points(ledger_id, &points);
                     self.dirty.insert(ledger_id);
                 }

@@ -58,7 +58,13 @@ impl CacheGen {
 
     pub fn insert(&mut self, ledger_id: u64, entry_id: u64, e: CachedEntry) {
         let len = e.record_len();
-        if let Some(old) = self.ledgers.entry(ledger_id).or_default().entries.insert(entry_id, e) {
+        if let Some(old) = self
+            .ledgers
+            .entry(ledger_id)
+            .or_default()
+            .entries
+            .insert(entry_id, e)
+        {
             self.bytes -= old.record_len();
             self.entries -= 1;
         }
@@ -68,7 +74,11 @@ impl CacheGen {
 
     pub fn add_time_points(&mut self, ledger_id: u64, points: &[(i64, u64)]) {
         if !points.is_empty() {
-            self.ledgers.entry(ledger_id).or_default().time_points.extend_from_slice(points);
+            self.ledgers
+                .entry(ledger_id)
+                .or_default()
+                .time_points
+                .extend_from_slice(points);
         }
     }
 

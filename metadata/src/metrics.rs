@@ -92,7 +92,7 @@ mod tests {
         m.proposals.inc();
         let names: Vec<String> = prometheus::gather()
             .iter()
-            .map(|f| f.get_name().to_string())
+            .map(|f| f.name().to_string())
             .collect();
         assert!(names.iter().any(|n| n == "stratalog_metadata_proposals_total"));
     }

@@ -635,7 +635,7 @@ impl Driver {
     /// keeping the last `log_keep_after_compact` for followers that are a little behind.
     fn maybe_compact(&mut self) -> Result<(), MetadataError> {
         let storage = self.raw.store();
-        let first = storage.first_index();
+        let first = storage.first_log_index();
         if self.durable_applied < first || self.durable_applied - first < self.log_compact_after {
             return Ok(());
         }

@@ -236,7 +236,7 @@ impl SledStorage {
         Ok(())
     }
 
-    pub(crate) fn first_index(&self) -> u64 {
+    pub(crate) fn first_log_index(&self) -> u64 {
         self.cache.read().first_index()
     }
 
@@ -249,6 +249,12 @@ impl SledStorage {
         };
         if index < first || index > last {
             return Ok(());
+        }
+        if index > self.sm.applied() {
+            return Err(MetadataError::Storage(format!(
+                "refusing to compact to {index}, past the applied index {}",
+                self.sm.applied()
+            )));
         }
         let term = raft::Storage::term(self, index)
             .map_err(|e| MetadataError::Storage(format!("term of {index}: {e}")))?;

@@ -2,7 +2,7 @@
 //! through before a commit is acknowledged), OffsetCommit/OffsetFetch, and offset retention
 //! (KIP-211 rules) with removal of empty groups that have no offsets left.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -318,7 +318,7 @@ pub(crate) fn new_member_id(prefix: &str) -> String {
     // RandomState is seeded randomly per process/thread; hashing a counter with it yields
     // unpredictable, unique-enough bits without a `rand` dependency.
     let rs = std::collections::hash_map::RandomState::new();
-    let mut word = |salt: u8| {
+    let word = |salt: u8| {
         let mut h = rs.build_hasher();
         h.write_u64(n);
         h.write_u8(salt);

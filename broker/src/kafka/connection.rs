@@ -144,7 +144,15 @@ async fn write_responses(mut write: BufWriter<tokio::net::tcp::OwnedWriteHalf>, 
     while let Some(queued) = rx.recv().await {
         let response = match queued.reply {
             Reply::Now(bytes) => Some(bytes),
-            Reply::Later(future) => future.await,
+            Reply::Later(future) => match future.await {
+                Ok(response) => response,
+                Err(reason) => {
+                    // Unanswerable (a response we failed to encode): closing tells the client
+                    // at once instead of leaving it to time out.
+                    warn!(api = queued.api, %reason, "closing Kafka connection");
+                    return;
+                }
+            },
             Reply::None => None,
         };
         metrics::REQUEST_LATENCY.with_label_values(&[queued.api]).observe(queued.started.elapsed().as_secs_f64());

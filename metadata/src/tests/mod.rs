@@ -19,3 +19,4 @@ mod storage_tests;
 mod store_tests;
 mod throughput;
 mod watch_tests;
+mod scratch;

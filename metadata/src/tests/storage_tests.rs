@@ -43,7 +43,7 @@ fn log_append_read_truncate_compact_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path()).unwrap();
     {
-        let (s, _) = open_at(&db);
+        let (s, sm) = open_at(&db);
         // A fresh log: pretend snapshot at (1, 1) with the configured voters.
         let state = s.initial_state().unwrap();
         assert_eq!(state.conf_state.voters, vec![1]);
@@ -80,6 +80,10 @@ fn log_append_read_truncate_compact_and_reopen() {
         // Gaps and writes below the log start are refused, not panics.
         assert!(s.append(&[entry(9, 3)], None).is_err());
 
+        // Compaction never goes past what the state machine has applied.
+        assert!(s.compact(3).is_err());
+        sm.apply_noop(2).unwrap();
+        sm.apply_noop(3).unwrap();
         s.compact(3).unwrap();
         assert_eq!(s.first_index().unwrap(), 4);
         assert_eq!(s.term(3).unwrap(), 2, "term of the compaction point is kept");

@@ -233,7 +233,9 @@ async fn list_by_prefix_is_sorted_and_delete_prefix_removes() {
 async fn invalid_arguments_are_rejected_before_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let (node, store) = single(dir.path()).await;
-    let invalid = |r: Result<_, MetadataError>| matches!(r, Err(MetadataError::InvalidArgument(_)));
+    fn invalid<T>(r: Result<T, MetadataError>) -> bool {
+        matches!(r, Err(MetadataError::InvalidArgument(_)))
+    }
     assert!(invalid(store.put("", b("x"), Expect::Any, None).await));
     let big = Bytes::from(vec![0u8; MAX_VALUE_BYTES + 1]);
     assert!(invalid(store.put("k", big, Expect::Any, None).await));
@@ -241,7 +243,6 @@ async fn invalid_arguments_are_rejected_before_the_log() {
         store
             .grant_lease(std::time::Duration::from_micros(10))
             .await
-            .map(|_| ())
     ));
     assert_eq!(store.revision(), 0);
     node.shutdown().await;

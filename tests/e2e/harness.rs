@@ -1,0 +1,310 @@
+//! Starting and stopping `stratalog` processes for tests.
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureProducer;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// One `stratalog` child process; killed (SIGKILL) when dropped.
+pub struct Process {
+    child: Option<Child>,
+    pub http: u16,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(args: Vec<String>, http: u16, log: PathBuf) -> Process {
+        let mut p = Process { child: None, http, args, log };
+        p.start();
+        p
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_stratalog"))
+            .args(&self.args)
+            .env("RUST_LOG", "info,sled=warn,raft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn stratalog");
+        self.child = Some(child);
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("stratalog exited with {status} during start-up; log:\n{}", self.log_text());
+                }
+            }
+            if http_get(self.http, "/readyz").is_some_and(|(code, _)| code == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("stratalog not ready after 60 s; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.start();
+        self.wait_ready();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A minimal HTTP/1.0 GET: (status code, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
+}
+
+/// A standalone server with its own data directory.
+pub struct Standalone {
+    pub process: Process,
+    pub kafka: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Standalone {
+    pub fn start() -> Standalone {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Standalone {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kafka = free_port();
+        let http = free_port();
+        let mut args = vec![
+            "standalone".to_string(),
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+            "--kafka-listen".into(),
+            format!("127.0.0.1:{kafka}"),
+            "--http-listen".into(),
+            format!("127.0.0.1:{http}"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut process = Process::spawn(args, http, dir.path().join("stratalog.log"));
+        process.wait_ready();
+        Standalone { process, kafka, dir }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap).set("broker.address.family", "v4");
+    c
+}
+
+pub fn producer(bootstrap: &str) -> FutureProducer {
+    client_config(bootstrap).set("acks", "all").set("linger.ms", "1").create().expect("producer")
+}
+
+pub fn assigned_consumer(bootstrap: &str) -> BaseConsumer {
+    client_config(bootstrap).set("enable.auto.commit", "false").set("group.id", "unused").create().expect("consumer")
+}
+
+pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    client_config(bootstrap).create().expect("admin client")
+}
+
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    let admin = admin(bootstrap);
+    let results = admin
+        .create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .await
+        .expect("create_topics");
+    for r in results {
+        r.expect("topic created");
+    }
+}
+
+/// Polls `consumer` until `count` records arrived or `timeout` passed.
+pub fn consume(consumer: &BaseConsumer, count: usize, timeout: Duration) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::Message;
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < count && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(e)) => eprintln!("consumer error (ignored while polling): {e}"),
+            None => {}
+        }
+    }
+    let _ = out.iter().map(|m| m.offset()).count();
+    out
+}
+
+pub fn assign_from_beginning(consumer: &BaseConsumer, topic: &str, partitions: i32) {
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning).expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+}
+
+/// A Kafka connection that sends hand-built frames, for inputs real clients never send.
+pub struct RawConn {
+    stream: TcpStream,
+    next_correlation: i32,
+}
+
+impl RawConn {
+    pub fn connect(port: u16) -> RawConn {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        RawConn { stream, next_correlation: 1 }
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Encodes `body` as a request of `key` at `version` and returns the response body.
+    pub fn request<Req, Resp>(&mut self, key: kafka_protocol::messages::ApiKey, version: i16, body: &Req) -> Resp
+    where
+        Req: kafka_protocol::protocol::Encodable,
+        Resp: kafka_protocol::protocol::Decodable,
+    {
+        use kafka_protocol::protocol::Encodable;
+        let correlation = self.next_correlation;
+        self.next_correlation += 1;
+        let header = kafka_protocol::messages::RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation)
+            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str("raw")));
+        let mut buf = bytes::BytesMut::new();
+        header.encode(&mut buf, key.request_header_version(version)).unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&buf);
+        self.send_bytes(&frame);
+        let mut response = self.read_frame().expect("response frame");
+        let got_correlation = i32::from_be_bytes(response[..4].try_into().unwrap());
+        assert_eq!(got_correlation, correlation);
+        let header_len = if key.response_header_version(version) >= 1 { 5 } else { 4 };
+        let mut body = bytes::Bytes::from(response.split_off(header_len));
+        Resp::decode(&mut body, version).expect("decode response")
+    }
+
+    /// The next response frame, or None if the server closed the connection.
+    pub fn read_frame(&mut self) -> Option<Vec<u8>> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).ok()?;
+        let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut frame).ok()?;
+        Some(frame)
+    }
+
+    /// True if the server closed the connection (EOF) within the read timeout.
+    pub fn closed_by_server(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0)) || matches!(self.stream.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+    }
+}
+
+/// A RecordBatch v2 with `count` uncompressed records, built by the kafka-protocol encoder.
+pub fn record_batch(count: i32, producer_id: i64, epoch: i16, base_sequence: i32) -> bytes::BytesMut {
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: if base_sequence < 0 { -1 } else { base_sequence + i },
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: None,
+            value: Some(bytes::Bytes::from(format!("raw-{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    buf
+}
+
+pub fn produce_request(topic: &str, partition: i32, records: bytes::Bytes) -> kafka_protocol::messages::ProduceRequest {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    kafka_protocol::messages::ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))])])
+}
+
+/// Sends one produce request and returns (error code, base offset) of its only partition.
+pub fn raw_produce(conn: &mut RawConn, topic: &str, partition: i32, records: bytes::Bytes) -> (i16, i64) {
+    let resp: kafka_protocol::messages::ProduceResponse =
+        conn.request(kafka_protocol::messages::ApiKey::Produce, 9, &produce_request(topic, partition, records));
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
