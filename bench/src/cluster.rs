@@ -17,7 +17,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientContext;
 
 /// What to tell a user whose endpoint is not there.
-pub const START_HINT: &str = "is Stratalog running? start it with `cargo run --release -- standalone`, \
+pub const START_HINT: &str =
+    "is Stratalog running? start it with `cargo run --release -- standalone`, \
 or point --bootstrap (or STRATALOG_BOOTSTRAP) at a running Kafka-compatible endpoint";
 
 /// Options every command takes.
@@ -67,7 +68,9 @@ pub fn parse_prop(s: &str) -> Result<(String, String), String> {
 pub fn parse_replication_factor(s: &str) -> Result<i32, String> {
     match s.parse::<i32>() {
         Ok(v) if v == -1 || v >= 1 => Ok(v),
-        _ => Err(format!("expected -1 (the broker's default) or a number >= 1, got '{s}'")),
+        _ => Err(format!(
+            "expected -1 (the broker's default) or a number >= 1, got '{s}'"
+        )),
     }
 }
 
@@ -94,7 +97,11 @@ pub fn client_config(
 /// into an immediate, explicit error instead of a long wait.
 pub fn check_reachable(bootstrap: &str, timeout: Duration) -> Result<()> {
     let mut failures = Vec::new();
-    for entry in bootstrap.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for entry in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         // Accept "PLAINTEXT://host:port" style entries as Kafka configs often carry them.
         let hostport = entry.rsplit("://").next().unwrap_or(entry);
         if !hostport.contains(':') {
@@ -117,7 +124,10 @@ pub fn check_reachable(bootstrap: &str, timeout: Duration) -> Result<()> {
     if failures.is_empty() {
         bail!("--bootstrap '{bootstrap}' names no HOST:PORT address");
     }
-    bail!("cannot reach {bootstrap} ({}) — {START_HINT}", failures.join("; "))
+    bail!(
+        "cannot reach {bootstrap} ({}) — {START_HINT}",
+        failures.join("; ")
+    )
 }
 
 /// librdkafka reports connection and protocol trouble asynchronously through the error
@@ -129,7 +139,11 @@ pub struct ClientErrors {
 
 impl ClientErrors {
     pub fn record(&self, error: &KafkaError, reason: &str) {
-        let msg = if reason.is_empty() { error.to_string() } else { reason.to_string() };
+        let msg = if reason.is_empty() {
+            error.to_string()
+        } else {
+            reason.to_string()
+        };
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         // Print each new error once (librdkafka repeats e.g. reconnect failures), so a
         // benchmark that is silently degrading shows why on stderr.
@@ -145,7 +159,9 @@ impl ClientErrors {
 
     /// " (last client error: ...)" or "", for appending to error messages.
     pub fn hint(&self) -> String {
-        self.last().map(|m| format!(" (last client error: {m})")).unwrap_or_default()
+        self.last()
+            .map(|m| format!(" (last client error: {m})"))
+            .unwrap_or_default()
     }
 }
 
@@ -174,13 +190,18 @@ pub fn find_topic<C: ClientContext>(
     let md = client.fetch_metadata(None, conn.connect_timeout()).map_err(|e| {
         anyhow!(
             "{} accepted a TCP connection but did not answer a Kafka metadata request within {}s: {e}{} — \
-             is it a Kafka-compatible endpoint and healthy? ({START_HINT})",
+             is it a Kafka-compatible endpoint, and healthy? (try a larger --connect-timeout-secs if it is \
+             still starting)",
             conn.bootstrap,
             conn.connect_timeout_secs,
             errors.hint()
         )
     })?;
-    Ok(md.topics().iter().find(|t| t.name() == conn.topic).map(|t| t.partitions().len()))
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == conn.topic)
+        .map(|t| t.partitions().len()))
 }
 
 /// Make sure the topic exists (creating it with `partitions` partitions if not) and that
@@ -204,7 +225,10 @@ pub fn ensure_topic<C: ClientContext>(
         return Ok(n);
     }
     let partitions = partitions.unwrap_or(1);
-    eprintln!("creating topic '{}' with {partitions} partition(s)", conn.topic);
+    eprintln!(
+        "creating topic '{}' with {partitions} partition(s)",
+        conn.topic
+    );
     create_topic(conn, user_props, partitions, replication_factor, errors)?;
 
     // CreateTopics can answer before every broker has the topic's leaders in its metadata;
@@ -213,11 +237,19 @@ pub fn ensure_topic<C: ClientContext>(
     loop {
         let md = client
             .fetch_metadata(None, conn.connect_timeout())
-            .with_context(|| format!("metadata request after creating topic '{}'{}", conn.topic, errors.hint()))?;
+            .with_context(|| {
+                format!(
+                    "metadata request after creating topic '{}'{}",
+                    conn.topic,
+                    errors.hint()
+                )
+            })?;
         if let Some(t) = md.topics().iter().find(|t| t.name() == conn.topic) {
             let ready = t.error().is_none()
                 && !t.partitions().is_empty()
-                && t.partitions().iter().all(|p| p.leader() >= 0 && p.error().is_none());
+                && t.partitions()
+                    .iter()
+                    .all(|p| p.leader() >= 0 && p.error().is_none());
             if ready {
                 return Ok(t.partitions().len());
             }
@@ -243,21 +275,33 @@ fn create_topic(
 ) -> Result<()> {
     // The user's properties are passed on so security settings (SASL/SSL) apply here too.
     let admin: AdminClient<ErrorContext> = client_config(&conn.bootstrap, &[], user_props)
-        .create_with_context(ErrorContext { errors: errors.clone() })
+        .create_with_context(ErrorContext {
+            errors: errors.clone(),
+        })
         .context("creating the admin client")?;
     let opts = AdminOptions::new()
         .request_timeout(Some(conn.connect_timeout()))
         .operation_timeout(Some(conn.connect_timeout()));
-    let topic = NewTopic::new(&conn.topic, partitions, TopicReplication::Fixed(replication_factor));
+    let topic = NewTopic::new(
+        &conn.topic,
+        partitions,
+        TopicReplication::Fixed(replication_factor),
+    );
     // The admin future completes from librdkafka's own thread; a throwaway current-thread
     // runtime is the smallest way to wait for it.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting a tokio runtime for the admin request")?;
-    let results = rt.block_on(admin.create_topics([&topic], &opts)).map_err(|e| {
-        anyhow!("creating topic '{}' failed: {e}{}", conn.topic, errors.hint())
-    })?;
+    let results = rt
+        .block_on(admin.create_topics([&topic], &opts))
+        .map_err(|e| {
+            anyhow!(
+                "creating topic '{}' failed: {e}{}",
+                conn.topic,
+                errors.hint()
+            )
+        })?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

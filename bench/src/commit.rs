@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use hdrhistogram::Histogram;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::bindings as rdsys;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{IsError, KafkaError, KafkaResult};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -142,7 +142,12 @@ impl ConsumerContext for CommitContext {
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         // Only async commits (see `AsyncCommitter`) are reported here; anything else has no
         // pending entry and is ignored.
-        let Some(issued) = self.pending.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
+        let Some(issued) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+        else {
             return;
         };
         if self.shared.complete(result) {
@@ -175,7 +180,9 @@ impl AsyncCommitter {
     fn commit(&self, tpl: &TopicPartitionList) -> KafkaResult<()> {
         // SAFETY: both handles are live (see `new`); librdkafka copies `tpl`. With no C
         // callback the result is posted to `queue` as an OFFSET_COMMIT event.
-        let err = unsafe { rdsys::rd_kafka_commit_queue(self.rk, tpl.ptr(), self.queue, None, ptr::null_mut()) };
+        let err = unsafe {
+            rdsys::rd_kafka_commit_queue(self.rk, tpl.ptr(), self.queue, None, ptr::null_mut())
+        };
         if err.is_error() {
             Err(KafkaError::ConsumerCommit(err.into()))
         } else {
@@ -205,20 +212,36 @@ pub fn run(args: CommitArgs) -> Result<()> {
     let errors = ClientErrors::default();
     let partitions = {
         let meta: BaseConsumer<ErrorContext> = consumer_config(&args)
-            .create_with_context(ErrorContext { errors: errors.clone() })
+            .create_with_context(ErrorContext {
+                errors: errors.clone(),
+            })
             .context("creating the consumer (check --consumer-prop values)")?;
-        cluster::ensure_topic(meta.client(), conn, &args.consumer_props, None, args.replication_factor, &errors)?
+        cluster::ensure_topic(
+            meta.client(),
+            conn,
+            &args.consumer_props,
+            None,
+            args.replication_factor,
+            &errors,
+        )?
     };
 
     let shared = Arc::new(Shared::default());
     let clients = args.concurrency;
     let (tx, rx) = mpsc::channel::<Result<ClientResult>>();
     for id in 0..clients {
-        let (args, shared, errors, tx) = (args.clone(), Arc::clone(&shared), errors.clone(), tx.clone());
+        let (args, shared, errors, tx) = (
+            args.clone(),
+            Arc::clone(&shared),
+            errors.clone(),
+            tx.clone(),
+        );
         thread::Builder::new()
             .name(format!("commit-{id}"))
             .spawn(move || {
-                let _ = tx.send(client(&args, shared, errors).with_context(|| format!("commit client {id}")));
+                let _ = tx.send(
+                    client(&args, shared, errors).with_context(|| format!("commit client {id}")),
+                );
             })
             .context("spawning a commit client thread")?;
     }
@@ -263,7 +286,9 @@ pub fn run(args: CommitArgs) -> Result<()> {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(result) => {
                 let result = result?;
-                latency.add(&result.latency).map_err(|e| anyhow!("merging latency histograms: {e}"))?;
+                latency
+                    .add(&result.latency)
+                    .map_err(|e| anyhow!("merging latency histograms: {e}"))?;
                 finished = finished.max(result.finished);
                 remaining -= 1;
             }
@@ -285,21 +310,40 @@ pub fn run(args: CommitArgs) -> Result<()> {
     let elapsed = finished - start;
     let done = shared.done.load(Relaxed);
     let failed = shared.failed.load(Relaxed);
-    let first_error = shared.first_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let first_error = shared
+        .first_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let mut s = Summary::new("commit");
     s.text("bootstrap", "bootstrap", conn.bootstrap.clone())
         .text("topic", "topic", conn.topic.clone())
         .int("partitions", "topic partitions", partitions, "")
         .text("group", "group", args.group.clone())
-        .text("mode", "mode", if args.sync { "sync" } else { "async" }.into())
+        .text(
+            "mode",
+            "mode",
+            if args.sync { "sync" } else { "async" }.into(),
+        )
         .int("concurrency", "clients", clients, "");
     if !args.sync {
-        s.int("max_in_flight", "max in flight per client", args.max_in_flight, "");
+        s.int(
+            "max_in_flight",
+            "max in flight per client",
+            args.max_in_flight,
+            "",
+        );
     }
     s.int("commits", "commits completed", done - failed, "")
         .int("errors", "errors", failed, "")
         .float("elapsed_secs", "elapsed", elapsed.as_secs_f64(), 3, "s")
-        .float("commits_per_sec", "throughput", per_sec((done - failed) as f64, elapsed), 1, "commits/s");
+        .float(
+            "commits_per_sec",
+            "throughput",
+            per_sec((done - failed) as f64, elapsed),
+            1,
+            "commits/s",
+        );
     LatencyStats::from_histogram(&latency).add_to(&mut s, "latency", "commit");
     if let Some(e) = &first_error {
         s.text("first_error", "first error", e.clone());
@@ -307,7 +351,10 @@ pub fn run(args: CommitArgs) -> Result<()> {
     s.print(conn.json);
 
     if failed > 0 {
-        bail!("{failed} of {done} commits failed; first error: {}", first_error.as_deref().unwrap_or("unknown"));
+        bail!(
+            "{failed} of {done} commits failed; first error: {}",
+            first_error.as_deref().unwrap_or("unknown")
+        );
     }
     Ok(())
 }
@@ -316,7 +363,10 @@ fn consumer_config(args: &CommitArgs) -> rdkafka::ClientConfig {
     // No auto-commit: only the benchmark's own commits may reach the group.
     cluster::client_config(
         &args.conn.bootstrap,
-        &[("group.id", args.group.clone()), ("enable.auto.commit", "false".into())],
+        &[
+            ("group.id", args.group.clone()),
+            ("enable.auto.commit", "false".into()),
+        ],
         &args.consumer_props,
     )
 }
@@ -327,7 +377,7 @@ fn client(args: &CommitArgs, shared: Arc<Shared>, errors: ClientErrors) -> Resul
     let consumer: BaseConsumer<CommitContext> = consumer_config(args)
         .create_with_context(CommitContext {
             shared: Arc::clone(&shared),
-            errors,
+            errors: errors.clone(),
             pending: Mutex::new(VecDeque::new()),
             latency: Mutex::new(report::new_histogram()),
         })
@@ -339,12 +389,16 @@ fn client(args: &CommitArgs, shared: Arc<Shared>, errors: ClientErrors) -> Resul
     consumer.assign(&tpl).context("assigning partition 0")?;
     consumer.pause(&tpl).context("pausing partition 0")?;
 
-    // Untimed warm-up: retried, since a fresh group's coordinator may need a moment.
+    // Untimed warm-up: retried, since a fresh group's coordinator may need a moment; the
+    // main thread gives up after --timeout-secs and reports the last error kept here.
     tpl.set_partition_offset(topic, 0, Offset::Offset(0))?;
     loop {
         match consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => break,
-            Err(_) => thread::sleep(Duration::from_millis(200)),
+            Err(e) => {
+                errors.record(&e, &format!("warm-up offset commit failed: {e}"));
+                thread::sleep(Duration::from_millis(200));
+            }
         }
     }
     consumer.poll(Duration::ZERO);
@@ -382,10 +436,16 @@ fn client(args: &CommitArgs, shared: Arc<Shared>, errors: ClientErrors) -> Resul
                 break;
             }
             tpl.set_partition_offset(topic, 0, Offset::Offset(k as i64 + 1))?;
-            ctx.pending.lock().unwrap_or_else(|p| p.into_inner()).push_back(Instant::now());
+            ctx.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_back(Instant::now());
             if let Err(e) = committer.commit(&tpl) {
                 // Rejected locally, so no report will come for it.
-                ctx.pending.lock().unwrap_or_else(|p| p.into_inner()).pop_back();
+                ctx.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .pop_back();
                 shared.complete(Err(e));
             }
             // Serve completions as they arrive so the window keeps moving.
@@ -397,6 +457,10 @@ fn client(args: &CommitArgs, shared: Arc<Shared>, errors: ClientErrors) -> Resul
         }
     }
     let finished = Instant::now();
-    let latency = ctx.latency.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let latency = ctx
+        .latency
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     Ok(ClientResult { latency, finished })
 }

@@ -58,14 +58,19 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
     match &args.group {
         Some(g) => defaults.push(("group.id", g.clone())),
         None => {
-            defaults.push(("group.id", format!("stratalog-bench-assign-{}", std::process::id())));
+            defaults.push((
+                "group.id",
+                format!("stratalog-bench-assign-{}", std::process::id()),
+            ));
             defaults.push(("enable.auto.commit", "false".into()));
         }
     }
     let errors = ClientErrors::default();
     let consumer: BaseConsumer<ErrorContext> =
         cluster::client_config(&conn.bootstrap, &defaults, &args.consumer_props)
-            .create_with_context(ErrorContext { errors: errors.clone() })
+            .create_with_context(ErrorContext {
+                errors: errors.clone(),
+            })
             .context("creating the consumer (check --consumer-prop values)")?;
 
     let Some(partitions) = cluster::find_topic(consumer.client(), conn, &errors)? else {
@@ -87,7 +92,9 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
             for p in 0..partitions as i32 {
                 tpl.add_partition_offset(&conn.topic, p, Offset::Beginning)?;
             }
-            consumer.assign(&tpl).with_context(|| format!("assigning the partitions of '{}'", conn.topic))?;
+            consumer
+                .assign(&tpl)
+                .with_context(|| format!("assigning the partitions of '{}'", conn.topic))?;
         }
     }
 
@@ -121,7 +128,10 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
             }
             Some(Err(KafkaError::PartitionEOF(_))) | None => {}
             Some(Err(err @ KafkaError::MessageConsumptionFatal(_))) => {
-                bail!("consumer failed after {count} records: {err}{}", errors.hint())
+                bail!(
+                    "consumer failed after {count} records: {err}{}",
+                    errors.hint()
+                )
             }
             Some(Err(err)) => {
                 // Transient (e.g. a broker connection dropped): librdkafka recovers by itself.
@@ -150,14 +160,48 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
     s.text("bootstrap", "bootstrap", conn.bootstrap.clone())
         .text("topic", "topic", conn.topic.clone())
         .int("partitions", "partitions", partitions, "")
-        .text("group", "group", args.group.clone().unwrap_or_else(|| "none (assign)".into()))
+        .text(
+            "group",
+            "group",
+            args.group.clone().unwrap_or_else(|| "none (assign)".into()),
+        )
         .int("records", "records", count, "")
         .int("bytes", "bytes", total_bytes, "")
-        .float("time_to_first_record_secs", "time to first record", (first - started).as_secs_f64(), 3, "s")
-        .float("elapsed_secs", "elapsed (from first record)", elapsed.as_secs_f64(), 3, "s")
-        .float("msgs_per_sec", "throughput", per_sec(count as f64, elapsed), 1, "msgs/s")
-        .float("mb_per_sec", "throughput", per_sec(total_bytes as f64, elapsed) / MB, 2, "MB/s")
-        .float("mib_per_sec", "throughput", per_sec(total_bytes as f64, elapsed) / MIB, 2, "MiB/s")
+        .float(
+            "time_to_first_record_secs",
+            "time to first record",
+            (first - started).as_secs_f64(),
+            3,
+            "s",
+        )
+        .float(
+            "elapsed_secs",
+            "elapsed (from first record)",
+            elapsed.as_secs_f64(),
+            3,
+            "s",
+        )
+        .float(
+            "msgs_per_sec",
+            "throughput",
+            per_sec(count as f64, elapsed),
+            1,
+            "msgs/s",
+        )
+        .float(
+            "mb_per_sec",
+            "throughput",
+            per_sec(total_bytes as f64, elapsed) / MB,
+            2,
+            "MB/s",
+        )
+        .float(
+            "mib_per_sec",
+            "throughput",
+            per_sec(total_bytes as f64, elapsed) / MIB,
+            2,
+            "MiB/s",
+        )
         .int("poll_errors", "transient poll errors", poll_errors, "");
     s.print(conn.json);
     // Dropping the consumer (leaving the group) can take a moment; the summary is out first.

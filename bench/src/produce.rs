@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use hdrhistogram::Histogram;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -227,7 +227,9 @@ pub fn run(args: ProduceArgs) -> Result<()> {
         &args.producer_props,
     )
     .create_with_context(ctx)
-    .context("creating the producer (check --compression, --batch-size and --producer-prop values)")?;
+    .context(
+        "creating the producer (check --compression, --batch-size and --producer-prop values)",
+    )?;
     let ctx = Arc::clone(producer.context());
 
     let partitions = cluster::ensure_topic(
@@ -248,7 +250,11 @@ pub fn run(args: ProduceArgs) -> Result<()> {
             Snapshot {
                 records: acked,
                 bytes: acked * size as u64,
-                extra: format!(", sent {}, failed {}", sent.load(Relaxed), ctx.failed.load(Relaxed)),
+                extra: format!(
+                    ", sent {}, failed {}",
+                    sent.load(Relaxed),
+                    ctx.failed.load(Relaxed)
+                ),
             }
         })
     };
@@ -259,6 +265,19 @@ pub fn run(args: ProduceArgs) -> Result<()> {
     let records_per_sec = args.rate.map(|mbps| mbps * MB / size as f64);
     let start = Instant::now();
     let start_us = ctx.now_us();
+    // Dead-endpoint watch: fail once records are outstanding and no delivery report has
+    // arrived for --timeout-secs. Checked every 1024 records, after sleeps and while
+    // blocked, so it adds nothing to the per-record cost.
+    let mut watch = Stall::new(0);
+    let stalled = |n: u64, done: u64| {
+        anyhow!(
+            "{} of {n} records unacknowledged and no delivery report for {}s — the endpoint \
+             stopped acknowledging{}",
+            n - done,
+            args.timeout_secs,
+            errors.hint()
+        )
+    };
     let mut n: u64 = 0;
     loop {
         if limit.is_some_and(|limit| n >= limit) {
@@ -268,11 +287,13 @@ pub fn run(args: ProduceArgs) -> Result<()> {
         if run_for.is_some_and(|d| now - start >= d) {
             break;
         }
+        let mut slept = false;
         if let Some(rps) = records_per_sec {
             let due = start + Duration::from_secs_f64(n as f64 / rps);
             if due > now {
                 thread::sleep(due - now);
                 now = Instant::now();
+                slept = true;
             }
         }
         // Latency counts from the first attempt, so time spent waiting on a full local
@@ -280,8 +301,6 @@ pub fn run(args: ProduceArgs) -> Result<()> {
         let sent_at_us = (now - ctx.base).as_micros() as usize;
         let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(&conn.topic, sent_at_us)
             .payload(payloads.next());
-        // Created on the first QueueFull only: keeps clock reads off the fast path.
-        let mut stall: Option<Stall> = None;
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -289,15 +308,9 @@ pub fn run(args: ProduceArgs) -> Result<()> {
                     // librdkafka's queue is full: serve delivery reports, then retry.
                     record = returned;
                     producer.poll(Duration::from_millis(1));
-                    let stall = stall.get_or_insert_with(|| Stall::new(ctx.done()));
-                    if stall.stuck(ctx.done(), stall_timeout) {
-                        bail!(
-                            "the producer queue stayed full for {}s with no delivery report — the endpoint \
-                             stopped acknowledging ({n} sent, {} acked){}",
-                            args.timeout_secs,
-                            ctx.acked.load(Relaxed),
-                            errors.hint()
-                        );
+                    let done = ctx.done();
+                    if watch.stuck(done, stall_timeout) {
+                        return Err(stalled(n, done));
                     }
                 }
                 Err((err, _)) => bail!(
@@ -309,20 +322,23 @@ pub fn run(args: ProduceArgs) -> Result<()> {
         }
         n += 1;
         sent.store(n, Relaxed);
+        if slept || n % 1024 == 0 {
+            let done = ctx.done();
+            if done == n {
+                // Nothing outstanding: silence is not a stall.
+                watch = Stall::new(done);
+            } else if watch.stuck(done, stall_timeout) {
+                return Err(stalled(n, done));
+            }
+        }
     }
     let send_elapsed = start.elapsed();
 
     // Wait for every outstanding delivery report; give up only if they stop coming.
-    let mut stall = Stall::new(ctx.done());
     while producer.flush(Duration::from_millis(500)).is_err() {
-        if stall.stuck(ctx.done(), stall_timeout) {
-            bail!(
-                "{} of {n} records still unacknowledged and no delivery report for {}s — \
-                 the endpoint stopped acknowledging{}",
-                n - ctx.done(),
-                args.timeout_secs,
-                errors.hint()
-            );
+        let done = ctx.done();
+        if watch.stuck(done, stall_timeout) {
+            return Err(stalled(n, done));
         }
     }
     drop(progress);
@@ -330,9 +346,15 @@ pub fn run(args: ProduceArgs) -> Result<()> {
     let acked = ctx.acked.load(Relaxed);
     let failed = ctx.failed.load(Relaxed);
     // Measured interval: first send to last delivery report.
-    let elapsed = Duration::from_micros(ctx.last_delivery_us.load(Relaxed).saturating_sub(start_us));
-    let latency = LatencyStats::from_histogram(&ctx.latency.lock().unwrap_or_else(|p| p.into_inner()));
-    let first_error = ctx.first_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let elapsed =
+        Duration::from_micros(ctx.last_delivery_us.load(Relaxed).saturating_sub(start_us));
+    let latency =
+        LatencyStats::from_histogram(&ctx.latency.lock().unwrap_or_else(|p| p.into_inner()));
+    let first_error = ctx
+        .first_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let acked_bytes = (acked * size as u64) as f64;
     let send_mbps = per_sec((n * size as u64) as f64, send_elapsed) / MB;
 
@@ -343,18 +365,51 @@ pub fn run(args: ProduceArgs) -> Result<()> {
         .int("record_size", "record size", size, "bytes")
         .text("acks", "acks", args.acks.clone())
         .text("compression", "compression", args.compression.clone())
-        .text("mode", "mode", if args.rate.is_some() { "fixed rate" } else { "max throughput" }.into());
+        .text(
+            "mode",
+            "mode",
+            if args.rate.is_some() {
+                "fixed rate"
+            } else {
+                "max throughput"
+            }
+            .into(),
+        );
     if let Some(rate) = args.rate {
         s.float("target_mb_per_sec", "target rate", rate, 2, "MB/s");
     }
-    s.float("send_mb_per_sec", "achieved send rate", send_mbps, 2, "MB/s")
-        .int("records_sent", "records sent", n, "")
-        .int("records_acked", "records acked", acked, "")
-        .int("errors", "errors", failed, "")
-        .float("elapsed_secs", "elapsed", elapsed.as_secs_f64(), 3, "s")
-        .float("msgs_per_sec", "throughput", per_sec(acked as f64, elapsed), 1, "msgs/s")
-        .float("mb_per_sec", "throughput", per_sec(acked_bytes, elapsed) / MB, 2, "MB/s")
-        .float("mib_per_sec", "throughput", per_sec(acked_bytes, elapsed) / MIB, 2, "MiB/s");
+    s.float(
+        "send_mb_per_sec",
+        "achieved send rate",
+        send_mbps,
+        2,
+        "MB/s",
+    )
+    .int("records_sent", "records sent", n, "")
+    .int("records_acked", "records acked", acked, "")
+    .int("errors", "errors", failed, "")
+    .float("elapsed_secs", "elapsed", elapsed.as_secs_f64(), 3, "s")
+    .float(
+        "msgs_per_sec",
+        "throughput",
+        per_sec(acked as f64, elapsed),
+        1,
+        "msgs/s",
+    )
+    .float(
+        "mb_per_sec",
+        "throughput",
+        per_sec(acked_bytes, elapsed) / MB,
+        2,
+        "MB/s",
+    )
+    .float(
+        "mib_per_sec",
+        "throughput",
+        per_sec(acked_bytes, elapsed) / MIB,
+        2,
+        "MiB/s",
+    );
     latency.add_to(&mut s, "latency", "produce");
     if let Some(e) = &first_error {
         s.text("first_error", "first error", e.clone());

@@ -37,7 +37,14 @@ impl LatencyStats {
     pub fn from_histogram(h: &Histogram<u64>) -> Self {
         let ms = |us: u64| us as f64 / 1000.0;
         if h.is_empty() {
-            return LatencyStats { count: 0, mean_ms: 0.0, p50_ms: 0.0, p99_ms: 0.0, p999_ms: 0.0, max_ms: 0.0 };
+            return LatencyStats {
+                count: 0,
+                mean_ms: 0.0,
+                p50_ms: 0.0,
+                p99_ms: 0.0,
+                p999_ms: 0.0,
+                max_ms: 0.0,
+            };
         }
         LatencyStats {
             count: h.len(),
@@ -52,7 +59,11 @@ impl LatencyStats {
     /// Adds `<prefix>_p50_ms` ... `<prefix>_max_ms` to a summary.
     pub fn add_to(&self, summary: &mut Summary, prefix: &str, what: &str) {
         if self.count == 0 {
-            summary.text(&format!("{prefix}_ms"), &format!("{what} latency"), "no samples".into());
+            summary.text(
+                &format!("{prefix}_ms"),
+                &format!("{what} latency"),
+                "no samples".into(),
+            );
             return;
         }
         for (suffix, label, v) in [
@@ -62,7 +73,13 @@ impl LatencyStats {
             ("max", "max", self.max_ms),
             ("mean", "mean", self.mean_ms),
         ] {
-            summary.float(&format!("{prefix}_{suffix}_ms"), &format!("{what} latency {label}"), v, 3, "ms");
+            summary.float(
+                &format!("{prefix}_{suffix}_ms"),
+                &format!("{what} latency {label}"),
+                v,
+                3,
+                "ms",
+            );
         }
     }
 }
@@ -100,20 +117,41 @@ pub struct Summary {
 
 impl Summary {
     pub fn new(command: &'static str) -> Self {
-        Summary { command, fields: Vec::new() }
+        Summary {
+            command,
+            fields: Vec::new(),
+        }
     }
 
     fn push(&mut self, key: &str, label: &str, value: Value, unit: &'static str) -> &mut Self {
-        self.fields.push(Field { key: key.to_string(), label: label.to_string(), value, unit });
+        self.fields.push(Field {
+            key: key.to_string(),
+            label: label.to_string(),
+            value,
+            unit,
+        });
         self
     }
 
-    pub fn int(&mut self, key: &str, label: &str, v: impl TryInto<i64>, unit: &'static str) -> &mut Self {
+    pub fn int(
+        &mut self,
+        key: &str,
+        label: &str,
+        v: impl TryInto<i64>,
+        unit: &'static str,
+    ) -> &mut Self {
         let v = v.try_into().unwrap_or(i64::MAX);
         self.push(key, label, Value::Int(v), unit)
     }
 
-    pub fn float(&mut self, key: &str, label: &str, v: f64, decimals: usize, unit: &'static str) -> &mut Self {
+    pub fn float(
+        &mut self,
+        key: &str,
+        label: &str,
+        v: f64,
+        decimals: usize,
+        unit: &'static str,
+    ) -> &mut Self {
         self.push(key, label, Value::Float(v, decimals), unit)
     }
 
@@ -236,7 +274,10 @@ impl Progress {
                 }
             })
             .expect("spawning the progress thread");
-        Progress { stop: Some(stop), handle: Some(handle) }
+        Progress {
+            stop: Some(stop),
+            handle: Some(handle),
+        }
     }
 }
 
@@ -257,7 +298,10 @@ pub struct Stall {
 
 impl Stall {
     pub fn new(seen: u64) -> Self {
-        Stall { seen, since: Instant::now() }
+        Stall {
+            seen,
+            since: Instant::now(),
+        }
     }
 
     /// True once `current` has not changed for `timeout`.
@@ -279,7 +323,9 @@ mod tests {
     #[test]
     fn json_line_is_valid_and_escaped() {
         let mut s = Summary::new("produce");
-        s.int("records", "records", 3u64, "").float("mbps", "MB/s", 1.5, 2, "MB/s").text("e", "err", "a\"b\n".into());
+        s.int("records", "records", 3u64, "")
+            .float("mbps", "MB/s", 1.5, 2, "MB/s")
+            .text("e", "err", "a\"b\n".into());
         s.float("nan", "nan", f64::NAN, 1, "");
         assert_eq!(
             s.to_json(),

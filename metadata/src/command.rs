@@ -38,7 +38,9 @@ pub(crate) enum Command {
     /// All expectations are checked against the state before the command, then all ops apply.
     Txn(Vec<Op>),
     DeletePrefix(String),
-    GrantLease { ttl_ms: u64 },
+    GrantLease {
+        ttl_ms: u64,
+    },
     RevokeLease(LeaseId),
     ExpireLease(LeaseId),
 }

@@ -66,8 +66,8 @@ impl MetadataConfig {
         if self.heartbeat_tick == 0 || self.election_tick <= self.heartbeat_tick {
             return invalid("need 0 < heartbeat_tick < election_tick");
         }
-        if self.log_compact_after == 0 {
-            return invalid("log_compact_after must be non-zero");
+        if self.log_keep_after_compact >= self.log_compact_after {
+            return invalid("need log_keep_after_compact < log_compact_after");
         }
         if self.watch_history == 0 {
             return invalid("watch_history must be non-zero");

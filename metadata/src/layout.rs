@@ -114,7 +114,9 @@ pub(crate) fn attach_key(lease: u64, key: &str) -> Vec<u8> {
 
 /// The user key of an `a`-prefixed sled key.
 pub(crate) fn attached_key(sled_key: &[u8]) -> Result<String, CodecError> {
-    let raw = sled_key.get(9..).ok_or(CodecError::Truncated("attach key"))?;
+    let raw = sled_key
+        .get(9..)
+        .ok_or(CodecError::Truncated("attach key"))?;
     std::str::from_utf8(raw)
         .map(str::to_owned)
         .map_err(|_| CodecError::InvalidUtf8("attach key"))

@@ -38,6 +38,7 @@
 //! - `watch.rs`: the in-memory event history and long-polls.
 //! - `storage.rs`: `raft::Storage` on sled (log, hard state, conf state, compaction,
 //!   snapshot install).
+//! - `durability.rs`: the fsyncs sled 0.34 leaves out of its flush.
 //! - `layout.rs`: the sled trees, their keys and record encodings (read this first).
 //! - `command.rs`: raft entry payloads and their versioned binary encoding.
 //! - `codec.rs`: the binary primitives the encodings share.
@@ -45,12 +46,15 @@
 //! - `metrics.rs`: Prometheus metrics (`stratalog_metadata_*`).
 //! - `logger.rs`: raft-rs `slog` output bridged into `tracing`.
 //!
-//! Tests live in `tests/` (node-level, real sled in temp dirs, including an in-process
-//! three-node cluster) and `testdata/` (data-driven state machine cases).
+//! - `service.rs`: the RPC adapter (written with the network layer, not part of the core).
+//!
+//! Tests live in `src/tests/` (node-level, real sled in temp dirs, including an in-process
+//! three-node cluster; see its `mod.rs`) and `testdata/` (data-driven state machine cases).
 
 mod codec;
 mod command;
 mod config;
+mod durability;
 mod error;
 mod layout;
 mod lease;

@@ -61,7 +61,7 @@ pub(crate) fn metrics() -> &'static Metrics {
         ),
         apply_seconds: histogram(
             "stratalog_metadata_apply_seconds",
-            "Time to apply one committed entry to the state machine.",
+            "Time to apply the committed entries of one raft Ready to the state machine (one sled batch).",
             latency_buckets(),
         ),
         persist_seconds: histogram(
@@ -94,6 +94,8 @@ mod tests {
             .iter()
             .map(|f| f.name().to_string())
             .collect();
-        assert!(names.iter().any(|n| n == "stratalog_metadata_proposals_total"));
+        assert!(names
+            .iter()
+            .any(|n| n == "stratalog_metadata_proposals_total"));
     }
 }

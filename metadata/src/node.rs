@@ -26,9 +26,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::command::{Command, Response};
 use crate::config::MetadataConfig;
+use crate::durability::DurableSync;
 use crate::error::MetadataError;
-use crate::lease::LeaseTracker;
 use crate::layout::{RAFT_TREE, SLED_DIR, STATE_TREE};
+use crate::lease::LeaseTracker;
 use crate::logger::raft_logger;
 use crate::metrics::metrics;
 use crate::state_machine::{Applied, LeaseChange, StateMachine};
@@ -46,10 +47,15 @@ const MAX_DRAIN: usize = 4096;
 type Reply<T> = oneshot::Sender<Result<T, MetadataError>>;
 
 pub(crate) enum Request {
-    Propose { data: Vec<u8>, reply: Reply<Response> },
+    Propose {
+        data: Vec<u8>,
+        reply: Reply<Response>,
+    },
     /// Answered with an index; once the state machine has applied it, a local read is
     /// linearizable.
-    ReadIndex { reply: Reply<u64> },
+    ReadIndex {
+        reply: Reply<u64>,
+    },
     Raft(Box<Message>),
     Unreachable(u64),
     SnapshotStatus(u64, SnapshotStatus),
@@ -140,12 +146,17 @@ impl MetadataNode {
         let node_id = config.node_id;
         let dir = config.data_dir.join(SLED_DIR);
         // sled's recovery reads the whole log: keep it off the async workers.
-        let db = tokio::task::spawn_blocking(move || sled::Config::new().path(dir).open())
-            .await
-            .map_err(|e| MetadataError::Storage(format!("sled open task failed: {e}")))??;
+        let (db, durable) = tokio::task::spawn_blocking(move || {
+            let db = sled::Config::new().path(&dir).open()?;
+            let durable = DurableSync::open(&dir)
+                .map_err(|e| MetadataError::Storage(format!("fsync {}: {e}", dir.display())))?;
+            Ok::<_, MetadataError>((db, Arc::new(durable)))
+        })
+        .await
+        .map_err(|e| MetadataError::Storage(format!("sled open task failed: {e}")))??;
         let sm = Arc::new(StateMachine::open(db.open_tree(STATE_TREE)?)?);
         let raft_tree = db.open_tree(RAFT_TREE)?;
-        let storage = SledStorage::open(db, raft_tree, sm.clone(), &config.voters)?;
+        let storage = SledStorage::open(db, durable, raft_tree, sm.clone(), &config.voters)?;
         let applied = storage.applied_index();
         let conf_state = storage.conf_state();
         let single_voter = conf_state.voters == [node_id] && conf_state.learners.is_empty();
@@ -165,7 +176,8 @@ impl MetadataNode {
         };
         let raft_err = |e: raft::Error| MetadataError::Raft(e.to_string());
         raft_config.validate().map_err(raft_err)?;
-        let mut raw = RawNode::new(&raft_config, storage, &raft_logger(node_id)).map_err(raft_err)?;
+        let mut raw =
+            RawNode::new(&raft_config, storage, &raft_logger(node_id)).map_err(raft_err)?;
         if single_voter {
             // Nobody else can win an election: skip the randomized election timeout.
             raw.campaign().map_err(raft_err)?;
@@ -341,7 +353,10 @@ impl Driver {
             Request::ReadIndex { reply } => self.pending_reads.push(reply),
             Request::Raft(msg) => {
                 if msg.to != self.shared.node_id {
-                    debug!(to = msg.to, "dropping a raft message addressed to another node");
+                    debug!(
+                        to = msg.to,
+                        "dropping a raft message addressed to another node"
+                    );
                     return;
                 }
                 if let Err(e) = self.raw.step(*msg) {
@@ -487,11 +502,20 @@ impl Driver {
         let is_leader = role == StateRole::Leader;
         let was_leader = self.shared.is_leader.swap(is_leader, Ordering::AcqRel);
         if is_leader && !was_leader {
-            info!(node_id = self.shared.node_id, term = self.raw.raft.term, "became metadata leader");
+            info!(
+                node_id = self.shared.node_id,
+                term = self.raw.raft.term,
+                "became metadata leader"
+            );
             // We cannot know when the old leader last heard each keep-alive.
             self.shared.leases.refresh_all(Instant::now());
         } else if !is_leader && was_leader {
-            info!(node_id = self.shared.node_id, ?role, leader, "lost metadata leadership");
+            info!(
+                node_id = self.shared.node_id,
+                ?role,
+                leader,
+                "lost metadata leadership"
+            );
             let err = self.shared.not_leader();
             self.fail_reads(&err);
         }
@@ -499,36 +523,57 @@ impl Driver {
     }
 
     fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), MetadataError> {
+        // Anything at or below the applied index is already in the state machine (e.g.
+        // replayed after a restart).
+        let applied = self.shared.sm.applied();
+        let entries: Vec<Entry> = entries.into_iter().filter(|e| e.index > applied).collect();
         if entries.is_empty() {
             return Ok(());
         }
-        let m = metrics();
-        for entry in entries {
-            let index = entry.index;
-            if index <= self.shared.sm.applied() {
-                // Already in the state machine (e.g. replayed after a restart).
-                continue;
+        // Runs of normal entries apply as one batch each; configuration changes need the
+        // RawNode and go one by one between runs.
+        let mut rest = &entries[..];
+        while !rest.is_empty() {
+            let run_len = rest
+                .iter()
+                .position(|e| e.get_entry_type() != EntryType::EntryNormal)
+                .unwrap_or(rest.len());
+            let (run, after) = rest.split_at(run_len);
+            self.apply_run(run)?;
+            if let Some((conf, after)) = after.split_first() {
+                self.apply_conf_change(conf)?;
+                self.shared.sm.apply_noop(conf.index)?;
+                self.complete_waiters(conf.index, conf.term, None);
+                rest = after;
+            } else {
+                rest = after;
             }
-            let started = Instant::now();
-            let applied = match entry.get_entry_type() {
-                EntryType::EntryNormal if entry.data.is_empty() => {
-                    self.shared.sm.apply_noop(index)?;
-                    None
-                }
-                EntryType::EntryNormal => Some(self.shared.sm.apply(index, &entry.data)?),
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    self.apply_conf_change(&entry)?;
-                    self.shared.sm.apply_noop(index)?;
-                    None
-                }
-            };
-            m.apply_seconds.observe(started.elapsed().as_secs_f64());
-            let result = applied.map(|a| self.publish(a));
-            self.complete_waiters(index, entry.term, result);
         }
         self.applied_tx.send_replace(self.shared.sm.applied());
+        let m = metrics();
         m.keys.set(saturating_i64(self.shared.sm.key_count()));
-        m.leases.set(saturating_i64(self.shared.leases.len() as u64));
+        m.leases
+            .set(saturating_i64(self.shared.leases.len() as u64));
+        Ok(())
+    }
+
+    fn apply_run(&mut self, run: &[Entry]) -> Result<(), MetadataError> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let inputs: Vec<(u64, Option<&[u8]>)> = run
+            .iter()
+            .map(|e| (e.index, (!e.data.is_empty()).then_some(&e.data[..])))
+            .collect();
+        let results = self.shared.sm.apply_entries(&inputs)?;
+        metrics()
+            .apply_seconds
+            .observe(started.elapsed().as_secs_f64());
+        for (entry, applied) in run.iter().zip(results) {
+            let result = applied.map(|a| self.publish(a));
+            self.complete_waiters(entry.index, entry.term, result);
+        }
         Ok(())
     }
 
@@ -575,8 +620,8 @@ impl Driver {
             events,
             lease_changes,
         } = applied;
-        if !events.is_empty() {
-            self.shared.watch.publish(events, self.shared.sm.revision());
+        if let Some(revision) = events.first().map(|e| e.revision()) {
+            self.shared.watch.publish(events, revision);
         }
         let now = Instant::now();
         for change in lease_changes {
@@ -606,7 +651,9 @@ impl Driver {
                 // Skipped over (a snapshot replaced that part of the log): unknown outcome.
                 Err(MetadataError::Timeout)
             } else if waiter.term == term {
-                result.take().unwrap_or_else(|| Err(self.shared.not_leader()))
+                result
+                    .take()
+                    .unwrap_or_else(|| Err(self.shared.not_leader()))
             } else {
                 // Another leader's entry took this index: ours was never committed.
                 Err(self.shared.not_leader())
@@ -617,7 +664,12 @@ impl Driver {
 
     fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), MetadataError> {
         let index = snap.get_metadata().index;
-        info!(index, term = snap.get_metadata().term, bytes = snap.data.len(), "installing snapshot");
+        info!(
+            index,
+            term = snap.get_metadata().term,
+            bytes = snap.data.len(),
+            "installing snapshot"
+        );
         self.raw.store().apply_snapshot(snap)?;
         let shared = self.shared.clone();
         let sm = &shared.sm;
@@ -639,7 +691,9 @@ impl Driver {
         if self.durable_applied < first || self.durable_applied - first < self.log_compact_after {
             return Ok(());
         }
-        let to = self.durable_applied.saturating_sub(self.log_keep_after_compact);
+        let to = self
+            .durable_applied
+            .saturating_sub(self.log_keep_after_compact);
         if to >= first {
             storage.compact(to)?;
             debug!(first, to, "compacted raft log");

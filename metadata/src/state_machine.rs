@@ -68,8 +68,10 @@ impl StateMachine {
                 None => Ok(0),
             }
         };
-        self.applied.store(read_u64(APPLIED_KEY)?, Ordering::Release);
-        self.revision.store(read_u64(REVISION_KEY)?, Ordering::Release);
+        self.applied
+            .store(read_u64(APPLIED_KEY)?, Ordering::Release);
+        self.revision
+            .store(read_u64(REVISION_KEY)?, Ordering::Release);
         let mut keys = 0u64;
         for item in self.tree.scan_prefix([layout::KV_PREFIX]) {
             item?;
@@ -349,7 +351,8 @@ impl<'a> Changes<'a> {
             mod_revision: rev,
             lease,
         };
-        self.batch.insert(layout::kv_key(key), layout::encode_kv(&kv));
+        self.batch
+            .insert(layout::kv_key(key), layout::encode_kv(&kv));
         let prev_lease = prev.as_ref().and_then(|p| p.lease);
         if prev_lease != lease {
             if let Some(old) = prev_lease {
@@ -417,7 +420,10 @@ impl<'a> Changes<'a> {
             candidates.insert(layout::attached_key(&k)?);
         }
         for key in candidates {
-            if self.current(&key)?.is_some_and(|kv| kv.lease == Some(lease)) {
+            if self
+                .current(&key)?
+                .is_some_and(|kv| kv.lease == Some(lease))
+            {
                 self.delete(&key)?;
             } else {
                 // Detached earlier (or a stale index entry): never delete a key that now

@@ -15,10 +15,9 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use tracing::{info, warn};
 
+use crate::durability::DurableSync;
 use crate::error::MetadataError;
-use crate::layout::{
-    self, CONF_STATE_KEY, ENTRY_PREFIX, HARD_STATE_KEY, SNAPSHOT_META_KEY,
-};
+use crate::layout::{self, CONF_STATE_KEY, ENTRY_PREFIX, HARD_STATE_KEY, SNAPSHOT_META_KEY};
 use crate::state_machine::StateMachine;
 
 struct Cached {
@@ -37,6 +36,7 @@ impl Cached {
 
 pub(crate) struct SledStorage {
     db: sled::Db,
+    durable: Arc<DurableSync>,
     tree: sled::Tree,
     sm: Arc<StateMachine>,
     cache: RwLock<Cached>,
@@ -46,7 +46,10 @@ fn other(e: impl std::fmt::Display) -> raft::Error {
     raft::Error::Store(StorageError::Other(e.to_string().into()))
 }
 
-fn read_pb<M: protobuf::Message>(tree: &sled::Tree, key: &[u8]) -> Result<Option<M>, MetadataError> {
+fn read_pb<M: protobuf::Message>(
+    tree: &sled::Tree,
+    key: &[u8],
+) -> Result<Option<M>, MetadataError> {
     match tree.get(key)? {
         Some(v) => Ok(Some(M::parse_from_bytes(&v)?)),
         None => Ok(None),
@@ -65,6 +68,7 @@ impl SledStorage {
     /// cluster starts from the identical, empty state without exchanging a snapshot.
     pub(crate) fn open(
         db: sled::Db,
+        durable: Arc<DurableSync>,
         tree: sled::Tree,
         sm: Arc<StateMachine>,
         voters: &[u64],
@@ -73,8 +77,7 @@ impl SledStorage {
         let (hard_state, conf_state, snapshot_meta) = match conf_state {
             Some(cs) => {
                 let hs: HardState = read_pb(&tree, HARD_STATE_KEY)?.unwrap_or_default();
-                let meta: SnapshotMetadata =
-                    read_pb(&tree, SNAPSHOT_META_KEY)?.unwrap_or_default();
+                let meta: SnapshotMetadata = read_pb(&tree, SNAPSHOT_META_KEY)?.unwrap_or_default();
                 let mut configured = voters.to_vec();
                 configured.sort_unstable();
                 let mut stored = cs.voters.clone();
@@ -89,15 +92,21 @@ impl SledStorage {
                 (hs, cs, meta)
             }
             None => {
-                let mut cs = ConfState::default();
-                cs.voters = voters.to_vec();
-                let mut meta = SnapshotMetadata::default();
-                meta.index = 1;
-                meta.term = 1;
+                let cs = ConfState {
+                    voters: voters.to_vec(),
+                    ..Default::default()
+                };
+                let mut meta = SnapshotMetadata {
+                    index: 1,
+                    term: 1,
+                    ..Default::default()
+                };
                 meta.set_conf_state(cs.clone());
-                let mut hs = HardState::default();
-                hs.term = 1;
-                hs.commit = 1;
+                let hs = HardState {
+                    term: 1,
+                    commit: 1,
+                    ..Default::default()
+                };
                 let mut batch = sled::Batch::default();
                 batch.insert(CONF_STATE_KEY, pb_bytes(&cs)?);
                 batch.insert(SNAPSHOT_META_KEY, pb_bytes(&meta)?);
@@ -119,6 +128,7 @@ impl SledStorage {
         }
         let storage = SledStorage {
             db,
+            durable,
             tree,
             sm,
             cache: RwLock::new(Cached {
@@ -156,7 +166,10 @@ impl SledStorage {
             )));
         }
         if commit < applied {
-            info!(commit, applied, "raising persisted commit index to the applied index");
+            info!(
+                commit,
+                applied, "raising persisted commit index to the applied index"
+            );
             self.set_commit(applied)?;
         }
         Ok(())
@@ -258,9 +271,11 @@ impl SledStorage {
         }
         let term = raft::Storage::term(self, index)
             .map_err(|e| MetadataError::Storage(format!("term of {index}: {e}")))?;
-        let mut meta = SnapshotMetadata::default();
-        meta.index = index;
-        meta.term = term;
+        let mut meta = SnapshotMetadata {
+            index,
+            term,
+            ..Default::default()
+        };
         meta.set_conf_state(conf_state);
         let mut batch = sled::Batch::default();
         for i in first..=index {
@@ -282,7 +297,10 @@ impl SledStorage {
             (c.first_index(), c.last_index, c.hard_state.clone())
         };
         if meta.index < first {
-            warn!(index = meta.index, first, "ignoring an out-of-date snapshot");
+            warn!(
+                index = meta.index,
+                first, "ignoring an out-of-date snapshot"
+            );
             return Ok(());
         }
         hs.term = hs.term.max(meta.term);
@@ -323,9 +341,15 @@ impl SledStorage {
         self.sm.tree().clone()
     }
 
+    /// Makes everything written so far durable: sled's flush, then the real fsyncs sled
+    /// leaves out (see [`crate::durability`]).
     pub(crate) async fn flush(&self) -> Result<(), MetadataError> {
         self.db.flush_async().await?;
-        Ok(())
+        let durable = self.durable.clone();
+        tokio::task::spawn_blocking(move || durable.sync())
+            .await
+            .map_err(|e| MetadataError::Storage(format!("fsync task failed: {e}")))?
+            .map_err(|e| MetadataError::Storage(format!("fsync: {e}")))
     }
 }
 
@@ -355,7 +379,10 @@ impl raft::Storage for SledStorage {
         let max_size = max_size.into();
         let mut out: Vec<Entry> = Vec::with_capacity((high - low).min(1024) as usize);
         let mut size = 0u64;
-        for item in self.tree.range(layout::entry_key(low)..layout::entry_key(high)) {
+        for item in self
+            .tree
+            .range(layout::entry_key(low)..layout::entry_key(high))
+        {
             let (_, v) = item.map_err(other)?;
             let e = Entry::parse_from_bytes(&v).map_err(other)?;
             if e.index != low + out.len() as u64 {
@@ -421,7 +448,12 @@ impl raft::Storage for SledStorage {
         meta.index = applied;
         meta.term = term;
         meta.set_conf_state(self.cache.read().conf_state.clone());
-        info!(to, index = applied, bytes = data.len(), "built snapshot for a follower");
+        info!(
+            to,
+            index = applied,
+            bytes = data.len(),
+            "built snapshot for a follower"
+        );
         snap.data = data.into();
         Ok(snap)
     }

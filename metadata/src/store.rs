@@ -133,7 +133,10 @@ impl MetadataStore {
         if prefix.len() > MAX_KEY_BYTES {
             return Err(invalid("prefix too long".into()));
         }
-        match self.propose(Command::DeletePrefix(prefix.to_owned())).await? {
+        match self
+            .propose(Command::DeletePrefix(prefix.to_owned()))
+            .await?
+        {
             Response::Deleted(n) => Ok(n),
             other => Err(unexpected(&other)),
         }
@@ -158,7 +161,11 @@ impl MetadataStore {
     pub async fn keep_alive(&self, lease: LeaseId) -> Result<Duration, MetadataError> {
         self.with_timeout(async {
             self.read_barrier().await?;
-            if !self.shared.is_leader.load(std::sync::atomic::Ordering::Acquire) {
+            if !self
+                .shared
+                .is_leader
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
                 return Err(self.shared.not_leader());
             }
             self.shared

@@ -156,7 +156,10 @@ mod tests {
         let err = hub.wait("", 11, Duration::ZERO).await.unwrap_err();
         assert_eq!(err, MetadataError::Compacted { oldest: 12 });
         let (events, rev) = hub.wait("a/", 12, Duration::ZERO).await.unwrap();
-        assert_eq!(events.iter().map(Event::revision).collect::<Vec<_>>(), vec![14]);
+        assert_eq!(
+            events.iter().map(Event::revision).collect::<Vec<_>>(),
+            vec![14]
+        );
         assert_eq!(rev, 15);
         let (events, rev) = hub.wait("a/", 15, Duration::from_millis(10)).await.unwrap();
         assert!(events.is_empty());

@@ -54,8 +54,7 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{
     DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, SyncGroupRequest,
-    SyncGroupResponse,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use parking_lot::{Mutex, RwLock};
@@ -72,7 +71,7 @@ pub use store::{
 
 use state::{code, group_write_error, Ctx, Group, JoinArgs, JoinResult, SyncResult};
 use timers::Timer;
-use writer::{Batch, WriteOp, WriteQueue};
+use writer::{Batch, PendingSave, WriteOp, WriteQueue};
 
 /// Coordinator settings (Kafka broker configs in parentheses).
 #[derive(Debug, Clone)]
@@ -142,6 +141,9 @@ pub(crate) struct Inner<S> {
     /// Write drainers running; shutdown waits for them.
     writers_running: AtomicUsize,
     writers_idle: Notify,
+    /// Tests move the coordinator's clock forward by this much (see `tests.rs`).
+    #[cfg(test)]
+    skew_ms: std::sync::atomic::AtomicU64,
 }
 
 fn now_ms() -> i64 {
@@ -149,6 +151,13 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// A receiver that already holds `value`.
+fn ready<T>(value: T) -> oneshot::Receiver<T> {
+    let (tx, rx) = oneshot::channel();
+    let _ = tx.send(value);
+    rx
 }
 
 fn str_bytes(s: impl Into<String>) -> StrBytes {
@@ -161,11 +170,22 @@ fn ms(ms: i32) -> Duration {
 
 impl<S: GroupStore> Inner<S> {
     fn ctx(&self) -> Ctx<'_> {
+        let skew = self.skew();
         Ctx {
-            now: Instant::now(),
-            now_ms: now_ms(),
+            now: Instant::now() + skew,
+            now_ms: now_ms().saturating_add(i64::try_from(skew.as_millis()).unwrap_or(0)),
             cfg: &self.config,
         }
+    }
+
+    #[cfg(test)]
+    fn skew(&self) -> Duration {
+        Duration::from_millis(self.skew_ms.load(Ordering::SeqCst))
+    }
+
+    #[cfg(not(test))]
+    fn skew(&self) -> Duration {
+        Duration::ZERO
     }
 
     fn is_active(&self) -> bool {
@@ -207,9 +227,10 @@ impl<S: GroupStore> Inner<S> {
     fn flush(self: &Arc<Self>, entry: &Arc<GroupEntry>, g: &mut Group) {
         for effect in g.take_effects() {
             match effect {
-                state::Effect::Persist { snapshot, then } => {
-                    self.enqueue(entry, WriteOp::Save { snapshot, then })
-                }
+                state::Effect::Persist { snapshot, then } => self.enqueue(
+                    entry,
+                    WriteOp::Save(Box::new(PendingSave { snapshot, then })),
+                ),
             }
         }
         if let Some(hint) = g.take_wake_hint() {
@@ -235,19 +256,7 @@ impl<S: GroupStore> Inner<S> {
             match batch {
                 Batch::Commits(commits) => {
                     // Later commits of the same partition win, in the store as in memory.
-                    let mut merged: Vec<CommittedOffset> = Vec::new();
-                    let mut index: HashMap<(String, i32), usize> = HashMap::new();
-                    for (offsets, _) in &commits {
-                        for o in offsets {
-                            match index.get(&(o.topic.clone(), o.partition)) {
-                                Some(&i) => merged[i] = o.clone(),
-                                None => {
-                                    index.insert((o.topic.clone(), o.partition), merged.len());
-                                    merged.push(o.clone());
-                                }
-                            }
-                        }
-                    }
+                    let merged = merge_commits(&commits);
                     let count = merged.len();
                     let result = self.store.commit_offsets(&entry.id, merged.clone()).await;
                     if result.is_ok() {
@@ -262,7 +271,8 @@ impl<S: GroupStore> Inner<S> {
                         let _ = done.send(result.clone());
                     }
                 }
-                Batch::One(WriteOp::Save { snapshot, then }) => {
+                Batch::One(WriteOp::Save(save)) => {
+                    let PendingSave { snapshot, then } = *save;
                     let result = self.store.save_group(&entry.id, snapshot).await;
                     let mut g = entry.group.lock();
                     g.after_persist(&self.ctx(), then, result);
@@ -356,6 +366,8 @@ impl<S: GroupStore> GroupCoordinator<S> {
                 active: AtomicBool::new(true),
                 writers_running: AtomicUsize::new(0),
                 writers_idle: Notify::new(),
+                #[cfg(test)]
+                skew_ms: std::sync::atomic::AtomicU64::new(0),
             }
         });
         let (mut n_groups, mut n_offsets) = (0usize, 0usize);
@@ -392,7 +404,11 @@ impl<S: GroupStore> GroupCoordinator<S> {
             let mut g = entry.group.lock();
             inner.flush(&entry, &mut g);
         }
-        info!(groups = n_groups, offsets = n_offsets, "group coordinator loaded");
+        info!(
+            groups = n_groups,
+            offsets = n_offsets,
+            "group coordinator loaded"
+        );
         let weak = Arc::downgrade(&inner);
         let interval = inner.config.offsets_retention_check_interval;
         let cleanup = tokio::spawn(async move {
@@ -448,12 +464,10 @@ impl<S: GroupStore> GroupCoordinator<S> {
         client_host: &str,
     ) -> JoinGroupResponse {
         let member_id = req.member_id.as_str().to_owned();
-        let result = match self.start_join(req, version, client_id, client_host) {
-            Ok(rx) => rx
-                .await
-                .unwrap_or_else(|_| JoinResult::error(member_id, code::REBALANCE_IN_PROGRESS)),
-            Err(result) => result,
-        };
+        let result = self
+            .start_join(req, version, client_id, client_host)
+            .await
+            .unwrap_or_else(|_| JoinResult::error(member_id, code::REBALANCE_IN_PROGRESS));
         join_response(result, version)
     }
 
@@ -463,28 +477,31 @@ impl<S: GroupStore> GroupCoordinator<S> {
         version: i16,
         client_id: &str,
         client_host: &str,
-    ) -> Result<oneshot::Receiver<JoinResult>, JoinResult> {
+    ) -> oneshot::Receiver<JoinResult> {
         let inner = &self.inner;
         let member_id = req.member_id.as_str().to_owned();
         if !inner.is_active() {
-            return Err(JoinResult::error(member_id, code::COORDINATOR_NOT_AVAILABLE));
+            return ready(JoinResult::error(
+                member_id,
+                code::COORDINATOR_NOT_AVAILABLE,
+            ));
         }
         let group_id = req.group_id.as_str();
         if group_id.is_empty() {
-            return Err(JoinResult::error(member_id, code::INVALID_GROUP_ID));
+            return ready(JoinResult::error(member_id, code::INVALID_GROUP_ID));
         }
         let session = i64::from(req.session_timeout_ms);
         let min = i64::try_from(inner.config.min_session_timeout.as_millis()).unwrap_or(i64::MAX);
         let max = i64::try_from(inner.config.max_session_timeout.as_millis()).unwrap_or(i64::MAX);
         if session < min || session > max {
-            return Err(JoinResult::error(member_id, code::INVALID_SESSION_TIMEOUT));
+            return ready(JoinResult::error(member_id, code::INVALID_SESSION_TIMEOUT));
         }
         let entry = if member_id.is_empty() {
             inner.get_or_create(group_id)
         } else {
             match inner.get(group_id) {
                 Some(e) => e,
-                None => return Err(JoinResult::error(member_id, code::UNKNOWN_MEMBER_ID)),
+                None => return ready(JoinResult::error(member_id, code::UNKNOWN_MEMBER_ID)),
             }
         };
         let mut protocols: Vec<(String, Bytes)> = Vec::with_capacity(req.protocols.len());
@@ -500,6 +517,7 @@ impl<S: GroupStore> GroupCoordinator<S> {
         } else {
             req.rebalance_timeout_ms
         };
+        let req_member_id = member_id.clone();
         let args = JoinArgs {
             require_known_member_id: version >= 4 && group_instance_id.is_none(),
             supports_skip_assignment: version >= 9,
@@ -516,20 +534,25 @@ impl<S: GroupStore> GroupCoordinator<S> {
         let (tx, rx) = oneshot::channel();
         let ctx = inner.ctx();
         let mut g = entry.group.lock();
+        if !inner.is_active() {
+            // Shut down meanwhile: nothing would ever complete a parked request.
+            return ready(JoinResult::error(
+                req_member_id,
+                code::COORDINATOR_NOT_AVAILABLE,
+            ));
+        }
         g.join(&ctx, args, tx);
         g.poll(&ctx, false);
         inner.flush(&entry, &mut g);
-        Ok(rx)
+        rx
     }
 
     /// SyncGroup (v0-v5). Followers park until the leader's assignment is stored.
     pub async fn sync_group(&self, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
-        let result = match self.start_sync(req, version) {
-            Ok(rx) => rx
-                .await
-                .unwrap_or_else(|_| SyncResult::error(code::REBALANCE_IN_PROGRESS)),
-            Err(result) => result,
-        };
+        let result = self
+            .start_sync(req, version)
+            .await
+            .unwrap_or_else(|_| SyncResult::error(code::REBALANCE_IN_PROGRESS));
         let mut resp = SyncGroupResponse::default()
             .with_throttle_time_ms(0)
             .with_error_code(result.error)
@@ -542,23 +565,19 @@ impl<S: GroupStore> GroupCoordinator<S> {
         resp
     }
 
-    fn start_sync(
-        &self,
-        req: SyncGroupRequest,
-        version: i16,
-    ) -> Result<oneshot::Receiver<SyncResult>, SyncResult> {
+    fn start_sync(&self, req: SyncGroupRequest, version: i16) -> oneshot::Receiver<SyncResult> {
         let inner = &self.inner;
         if !inner.is_active() {
-            return Err(SyncResult::error(code::COORDINATOR_NOT_AVAILABLE));
+            return ready(SyncResult::error(code::COORDINATOR_NOT_AVAILABLE));
         }
         if req.group_id.as_str().is_empty() {
-            return Err(SyncResult::error(code::INVALID_GROUP_ID));
+            return ready(SyncResult::error(code::INVALID_GROUP_ID));
         }
         if version >= 5 && (req.protocol_type.is_none() || req.protocol_name.is_none()) {
-            return Err(SyncResult::error(code::INCONSISTENT_GROUP_PROTOCOL));
+            return ready(SyncResult::error(code::INCONSISTENT_GROUP_PROTOCOL));
         }
         let Some(entry) = inner.get(req.group_id.as_str()) else {
-            return Err(SyncResult::error(code::UNKNOWN_MEMBER_ID));
+            return ready(SyncResult::error(code::UNKNOWN_MEMBER_ID));
         };
         let assignments = req
             .assignments
@@ -568,6 +587,9 @@ impl<S: GroupStore> GroupCoordinator<S> {
         let (tx, rx) = oneshot::channel();
         let ctx = inner.ctx();
         let mut g = entry.group.lock();
+        if !inner.is_active() {
+            return ready(SyncResult::error(code::COORDINATOR_NOT_AVAILABLE));
+        }
         g.sync(
             &ctx,
             req.member_id.as_str(),
@@ -580,7 +602,7 @@ impl<S: GroupStore> GroupCoordinator<S> {
         );
         g.poll(&ctx, false);
         inner.flush(&entry, &mut g);
-        Ok(rx)
+        rx
     }
 
     /// Heartbeat (v0-v4).
@@ -637,7 +659,11 @@ impl<S: GroupStore> GroupCoordinator<S> {
             let error = if top != code::NONE {
                 top
             } else {
-                errors.iter().copied().find(|e| *e != code::NONE).unwrap_or(code::NONE)
+                errors
+                    .iter()
+                    .copied()
+                    .find(|e| *e != code::NONE)
+                    .unwrap_or(code::NONE)
             };
             return resp.with_error_code(error);
         }
@@ -806,7 +832,11 @@ impl<S: GroupStore> GroupCoordinator<S> {
     }
 
     /// DeleteGroups (v0-v2): only empty groups; deletes their offsets too.
-    pub async fn delete_groups(&self, req: DeleteGroupsRequest, _version: i16) -> DeleteGroupsResponse {
+    pub async fn delete_groups(
+        &self,
+        req: DeleteGroupsRequest,
+        _version: i16,
+    ) -> DeleteGroupsResponse {
         let inner = &self.inner;
         let mut results: Vec<(kafka_protocol::messages::GroupId, i16)> = Vec::new();
         let mut waits = Vec::new();
@@ -867,6 +897,28 @@ impl<S: GroupStore> GroupCoordinator<S> {
                     .collect(),
             )
     }
+}
+
+/// The offsets of several queued commit requests as one write, in order, keeping only the
+/// last value of each partition.
+fn merge_commits(commits: &[(Vec<CommittedOffset>, writer::Done)]) -> Vec<CommittedOffset> {
+    if let [(offsets, _)] = commits {
+        if offsets.len() <= 1 {
+            return offsets.clone();
+        }
+    }
+    let mut merged: Vec<CommittedOffset> = Vec::new();
+    let mut index: HashMap<(&str, i32), usize> = HashMap::new();
+    for o in commits.iter().flat_map(|(offsets, _)| offsets) {
+        match index.get(&(o.topic.as_str(), o.partition)) {
+            Some(&i) => merged[i] = o.clone(),
+            None => {
+                index.insert((o.topic.as_str(), o.partition), merged.len());
+                merged.push(o.clone());
+            }
+        }
+    }
+    merged
 }
 
 fn join_response(r: JoinResult, version: i16) -> JoinGroupResponse {

@@ -75,7 +75,11 @@ impl Offsets {
 ///   subscribes to, `retention` after their commit;
 /// - a group without protocol type (offsets-only, simple consumers): each offset
 ///   `retention` after its commit.
-pub(crate) fn expire_offsets(g: &mut Group, now_ms: i64, retention: Duration) -> Vec<(String, i32)> {
+pub(crate) fn expire_offsets(
+    g: &mut Group,
+    now_ms: i64,
+    retention: Duration,
+) -> Vec<(String, i32)> {
     let retention = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     let age = |since: i64| now_ms.saturating_sub(since) >= retention;
     match (g.protocol_type(), g.state()) {
@@ -84,9 +88,9 @@ pub(crate) fn expire_offsets(g: &mut Group, now_ms: i64, retention: Duration) ->
             g.offsets.remove_where(|_| age(since))
         }
         (Some("consumer"), GroupState::Stable) => match g.subscribed_topics().cloned() {
-            Some(subscribed) => g.offsets.remove_where(|o| {
-                !subscribed.contains(&o.topic) && age(o.commit_timestamp_ms)
-            }),
+            Some(subscribed) => g
+                .offsets
+                .remove_where(|o| !subscribed.contains(&o.topic) && age(o.commit_timestamp_ms)),
             None => Vec::new(),
         },
         (None, _) => g.offsets.remove_where(|o| age(o.commit_timestamp_ms)),
@@ -142,11 +146,16 @@ impl Fetched {
 }
 
 type Requested = Option<Vec<(String, Vec<i32>)>>;
+type CommitWait = oneshot::Receiver<Result<(), StoreError>>;
 
 impl<S: GroupStore> Inner<S> {
     /// Offsets of a group: the requested partitions (-1 for unknown ones), or every
     /// committed one when `requested` is `None`.
-    fn fetch_offsets(&self, group_id: &str, requested: Requested) -> Result<Vec<(String, Vec<Fetched>)>, i16> {
+    fn fetch_offsets(
+        &self,
+        group_id: &str,
+        requested: Requested,
+    ) -> Result<Vec<(String, Vec<Fetched>)>, i16> {
         if !self.is_active() {
             return Err(code::COORDINATOR_NOT_AVAILABLE);
         }
@@ -176,7 +185,11 @@ impl<S: GroupStore> Inner<S> {
                 .map(|(t, ps)| {
                     let parts = ps
                         .into_iter()
-                        .map(|p| g.offsets.get(&t, p).map_or_else(|| Fetched::unknown(p), fetched))
+                        .map(|p| {
+                            g.offsets
+                                .get(&t, p)
+                                .map_or_else(|| Fetched::unknown(p), fetched)
+                        })
                         .collect();
                     (t, parts)
                 })
@@ -195,7 +208,7 @@ impl<S: GroupStore> Inner<S> {
         self: &Arc<Self>,
         req: &OffsetCommitRequest,
         version: i16,
-    ) -> (Vec<Option<i16>>, Option<oneshot::Receiver<Result<(), StoreError>>>) {
+    ) -> (Vec<Option<i16>>, Option<CommitWait>) {
         let total: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
         let all = |c: i16| (vec![Some(c); total], None);
         if !self.is_active() {
@@ -288,7 +301,12 @@ impl<S: GroupStore> Inner<S> {
                     Err(_) => {}
                 }
             } else if !expired.is_empty() {
-                self.enqueue(&entry, WriteOp::DeleteOffsets { partitions: expired });
+                self.enqueue(
+                    &entry,
+                    WriteOp::DeleteOffsets {
+                        partitions: expired,
+                    },
+                );
             }
         }
     }
@@ -297,7 +315,11 @@ impl<S: GroupStore> Inner<S> {
 impl<S: GroupStore> GroupCoordinator<S> {
     /// OffsetCommit (v2+). Offsets are acknowledged once durable in the store; they are
     /// then visible to OffsetFetch.
-    pub async fn offset_commit(&self, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+    pub async fn offset_commit(
+        &self,
+        req: OffsetCommitRequest,
+        version: i16,
+    ) -> OffsetCommitResponse {
         let (codes, rx) = self.inner.start_commit(&req, version);
         let commit_code = match rx {
             None => code::NONE,
@@ -350,7 +372,8 @@ impl<S: GroupStore> GroupCoordinator<S> {
                             .map(|t| (t.name.as_str().to_owned(), t.partition_indexes))
                             .collect()
                     });
-                    let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+                    let group =
+                        OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
                     match self.inner.fetch_offsets(g.group_id.as_str(), requested) {
                         Ok(topics) => group.with_topics(
                             topics
@@ -358,7 +381,9 @@ impl<S: GroupStore> GroupCoordinator<S> {
                                 .map(|(t, ps)| {
                                     OffsetFetchResponseTopics::default()
                                         .with_name(StrBytes::from_string(t).into())
-                                        .with_partitions(ps.into_iter().map(partitions_v8).collect())
+                                        .with_partitions(
+                                            ps.into_iter().map(partitions_v8).collect(),
+                                        )
                                 })
                                 .collect(),
                         ),
@@ -373,7 +398,10 @@ impl<S: GroupStore> GroupCoordinator<S> {
                 .map(|t| (t.name.as_str().to_owned(), t.partition_indexes))
                 .collect()
         });
-        match self.inner.fetch_offsets(req.group_id.as_str(), requested.clone()) {
+        match self
+            .inner
+            .fetch_offsets(req.group_id.as_str(), requested.clone())
+        {
             Ok(topics) => response.with_topics(topics_v0(topics, code::NONE)),
             Err(c) if version < 2 => {
                 // No top-level error before v2: every requested partition carries it.
@@ -443,7 +471,10 @@ mod tests {
         assert_eq!(parse_subscription_topics(&[0, 1]), None);
         assert_eq!(parse_subscription_topics(&[0xff, 0xff, 0, 0, 0, 0]), None);
         // A huge count with no data is rejected without allocating it.
-        assert_eq!(parse_subscription_topics(&[0, 0, 0x7f, 0xff, 0xff, 0xff]), None);
+        assert_eq!(
+            parse_subscription_topics(&[0, 0, 0x7f, 0xff, 0xff, 0xff]),
+            None
+        );
     }
 
     fn offset(topic: &str, partition: i32, ts: i64) -> CommittedOffset {
@@ -466,7 +497,10 @@ mod tests {
         assert_eq!(expired, vec![("a".to_owned(), 0)]);
         assert!(g.offsets.get("a", 1).is_some());
         assert!(expire_offsets(&mut g, 14_999, Duration::from_secs(10)).is_empty());
-        assert_eq!(expire_offsets(&mut g, 15_000, Duration::from_secs(10)).len(), 1);
+        assert_eq!(
+            expire_offsets(&mut g, 15_000, Duration::from_secs(10)).len(),
+            1
+        );
         assert!(g.offsets.is_empty());
     }
 }

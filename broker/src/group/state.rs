@@ -233,7 +233,9 @@ pub(crate) enum Effect {
 pub(crate) enum AfterPersist {
     Nothing,
     /// The leader's assignment for `generation`: deliver it, or fail the sync and rebalance.
-    SyncAssignment { generation: i32 },
+    SyncAssignment {
+        generation: i32,
+    },
     /// A static member replaced its member id in Stable without a rebalance (KIP-345).
     StaticReplace(StaticReplace),
 }
@@ -434,9 +436,6 @@ impl Group {
     pub fn state(&self) -> GroupState {
         self.state
     }
-    pub fn generation(&self) -> i32 {
-        self.generation
-    }
     pub fn protocol_type(&self) -> Option<&str> {
         self.protocol_type.as_deref()
     }
@@ -508,7 +507,10 @@ impl Group {
     }
 
     fn num_awaiting_join(&self) -> usize {
-        self.members.values().filter(|m| m.is_awaiting_join()).count()
+        self.members
+            .values()
+            .filter(|m| m.is_awaiting_join())
+            .count()
     }
 
     fn has_all_members_joined(&self) -> bool {
@@ -703,7 +705,10 @@ impl Group {
             if self.members.contains_key(&a.member_id) {
                 self.remove_member_and_update(ctx, &a.member_id, "group is at its maximum size");
             }
-            send_join(Some(tx), JoinResult::error("", code::GROUP_MAX_SIZE_REACHED));
+            send_join(
+                Some(tx),
+                JoinResult::error("", code::GROUP_MAX_SIZE_REACHED),
+            );
             return;
         }
         if a.member_id.is_empty() {
@@ -733,11 +738,17 @@ impl Group {
 
     fn join_new_member(&mut self, ctx: &Ctx, a: JoinArgs, tx: JoinTx) {
         if self.state == GroupState::Dead {
-            send_join(Some(tx), JoinResult::error("", code::COORDINATOR_NOT_AVAILABLE));
+            send_join(
+                Some(tx),
+                JoinResult::error("", code::COORDINATOR_NOT_AVAILABLE),
+            );
             return;
         }
         if !self.supports_protocols(&a.protocol_type, &a.protocols) {
-            send_join(Some(tx), JoinResult::error("", code::INCONSISTENT_GROUP_PROTOCOL));
+            send_join(
+                Some(tx),
+                JoinResult::error("", code::INCONSISTENT_GROUP_PROTOCOL),
+            );
             return;
         }
         let new_id = new_member_id(a.group_instance_id.as_deref().unwrap_or(&a.client_id));
@@ -773,17 +784,26 @@ impl Group {
     fn join_existing_member(&mut self, ctx: &Ctx, a: JoinArgs, tx: JoinTx) {
         let member_id = a.member_id.clone();
         if self.state == GroupState::Dead {
-            send_join(Some(tx), JoinResult::error(member_id, code::COORDINATOR_NOT_AVAILABLE));
+            send_join(
+                Some(tx),
+                JoinResult::error(member_id, code::COORDINATOR_NOT_AVAILABLE),
+            );
             return;
         }
         if !self.supports_protocols(&a.protocol_type, &a.protocols) {
-            send_join(Some(tx), JoinResult::error(member_id, code::INCONSISTENT_GROUP_PROTOCOL));
+            send_join(
+                Some(tx),
+                JoinResult::error(member_id, code::INCONSISTENT_GROUP_PROTOCOL),
+            );
             return;
         }
         if self.pending_members.contains_key(&member_id) {
             if a.group_instance_id.is_some() {
                 // Kafka: IllegalStateException (pending members are never static).
-                send_join(Some(tx), JoinResult::error(member_id, code::UNKNOWN_SERVER_ERROR));
+                send_join(
+                    Some(tx),
+                    JoinResult::error(member_id, code::UNKNOWN_SERVER_ERROR),
+                );
                 return;
             }
             debug!(group = %self.id, member = %member_id, "pending member rejoins");
@@ -797,7 +817,10 @@ impl Group {
             return;
         }
         let Some(member) = self.members.get(&member_id) else {
-            send_join(Some(tx), JoinResult::error(member_id, code::UNKNOWN_MEMBER_ID));
+            send_join(
+                Some(tx),
+                JoinResult::error(member_id, code::UNKNOWN_MEMBER_ID),
+            );
             return;
         };
         let matches = member.matches(&a.protocols);
@@ -832,7 +855,10 @@ impl Group {
             GroupState::Empty | GroupState::Dead => {
                 warn!(group = %self.id, member = %member_id, state = self.state.as_str(),
                     "rejoining member in unexpected group state");
-                send_join(Some(tx), JoinResult::error(member_id, code::UNKNOWN_MEMBER_ID));
+                send_join(
+                    Some(tx),
+                    JoinResult::error(member_id, code::UNKNOWN_MEMBER_ID),
+                );
             }
         }
     }
@@ -910,7 +936,8 @@ impl Group {
             return;
         };
         let old_protocols = std::mem::replace(&mut m.protocols, a.protocols);
-        let old_rebalance_timeout = std::mem::replace(&mut m.rebalance_timeout, a.rebalance_timeout);
+        let old_rebalance_timeout =
+            std::mem::replace(&mut m.rebalance_timeout, a.rebalance_timeout);
         let old_session_timeout = std::mem::replace(&mut m.session_timeout, a.session_timeout);
         m.awaiting_join = Some(tx);
         match self.state {
@@ -947,7 +974,10 @@ impl Group {
             GroupState::Empty | GroupState::Dead => {
                 // Unreachable (a known static member implies members); answer like Kafka's
                 // IllegalStateException would.
-                let tx = self.members.get_mut(&new_id).and_then(|m| m.awaiting_join.take());
+                let tx = self
+                    .members
+                    .get_mut(&new_id)
+                    .and_then(|m| m.awaiting_join.take());
                 send_join(tx, JoinResult::error("", code::UNKNOWN_SERVER_ERROR));
             }
         }
@@ -962,7 +992,10 @@ impl Group {
             m.awaiting_join.take(),
             JoinResult::error(old_id, code::FENCED_INSTANCE_ID),
         );
-        send_sync(m.awaiting_sync.take(), SyncResult::error(code::FENCED_INSTANCE_ID));
+        send_sync(
+            m.awaiting_sync.take(),
+            SyncResult::error(code::FENCED_INSTANCE_ID),
+        );
         m.member_id = new_id.to_owned();
         self.members.insert(new_id.to_owned(), m);
         if self.is_leader(old_id) {
@@ -1185,7 +1218,10 @@ impl Group {
         if protocol_type.is_some_and(|t| self.protocol_type.as_deref() != Some(t))
             || protocol_name.is_some_and(|n| self.protocol_name.as_deref() != Some(n))
         {
-            send_sync(Some(tx), SyncResult::error(code::INCONSISTENT_GROUP_PROTOCOL));
+            send_sync(
+                Some(tx),
+                SyncResult::error(code::INCONSISTENT_GROUP_PROTOCOL),
+            );
             return;
         }
         match self.state {
@@ -1260,8 +1296,7 @@ impl Group {
                 }
             }
             AfterPersist::SyncAssignment { generation } => {
-                if self.state != GroupState::CompletingRebalance || generation != self.generation
-                {
+                if self.state != GroupState::CompletingRebalance || generation != self.generation {
                     // Another member joined (or left) meanwhile; that rebalance answered the
                     // waiting members.
                     return;
@@ -1272,7 +1307,8 @@ impl Group {
                 match result {
                     Ok(()) => {
                         for m in self.members.values_mut() {
-                            m.assignment = assignment.get(&m.member_id).cloned().unwrap_or_default();
+                            m.assignment =
+                                assignment.get(&m.member_id).cloned().unwrap_or_default();
                         }
                         self.propagate_assignment(ctx);
                         self.transition(GroupState::Stable, ctx);
@@ -1289,7 +1325,12 @@ impl Group {
         }
     }
 
-    fn after_static_replace(&mut self, ctx: &Ctx, r: StaticReplace, result: Result<(), StoreError>) {
+    fn after_static_replace(
+        &mut self,
+        ctx: &Ctx,
+        r: StaticReplace,
+        result: Result<(), StoreError>,
+    ) {
         let waiting = self
             .members
             .get(&r.new_member_id)
@@ -1435,7 +1476,10 @@ impl Group {
                 m.awaiting_join.take(),
                 JoinResult::error("", code::UNKNOWN_MEMBER_ID),
             );
-            send_sync(m.awaiting_sync.take(), SyncResult::error(code::UNKNOWN_MEMBER_ID));
+            send_sync(
+                m.awaiting_sync.take(),
+                SyncResult::error(code::UNKNOWN_MEMBER_ID),
+            );
         }
         if self.is_leader(member_id) {
             self.leader = self.members.keys().next().cloned();
@@ -1522,8 +1566,10 @@ impl Group {
         if let Some(d) = self.sync_deadline {
             if d <= ctx.now {
                 self.sync_deadline = None;
-                if matches!(self.state, GroupState::CompletingRebalance | GroupState::Stable)
-                    && !self.pending_sync.is_empty()
+                if matches!(
+                    self.state,
+                    GroupState::CompletingRebalance | GroupState::Stable
+                ) && !self.pending_sync.is_empty()
                 {
                     let missing: Vec<String> = self.pending_sync.drain().collect();
                     info!(group = %self.id, members = ?missing,
@@ -1558,7 +1604,12 @@ impl Group {
             .map(|m| m.member_id.clone())
             .collect();
         for id in due {
-            let Some(m) = self.members.get_mut(&id) else {
+            // Earlier expirations may have completed a rebalance that renewed this deadline.
+            let Some(m) = self
+                .members
+                .get_mut(&id)
+                .filter(|m| m.heartbeat_deadline.is_some_and(|d| d <= ctx.now))
+            else {
                 continue;
             };
             let expire = if m.is_new {
@@ -1605,7 +1656,10 @@ impl Group {
                 m.awaiting_join.take(),
                 JoinResult::error(m.member_id.clone(), code::NOT_COORDINATOR),
             );
-            send_sync(m.awaiting_sync.take(), SyncResult::error(code::NOT_COORDINATOR));
+            send_sync(
+                m.awaiting_sync.take(),
+                SyncResult::error(code::NOT_COORDINATOR),
+            );
             m.heartbeat_deadline = None;
         }
         self.pending_members.clear();

@@ -430,7 +430,10 @@ mod memory {
             self.check()?;
             let mut map = self.inner.offsets.lock();
             for o in offsets {
-                map.insert((group.to_owned(), o.topic.clone(), o.partition), o.to_bytes());
+                map.insert(
+                    (group.to_owned(), o.topic.clone(), o.partition),
+                    o.to_bytes(),
+                );
             }
             Ok(())
         }

@@ -88,7 +88,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn fires_in_deadline_order_and_dedupes() {
         let fired = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let f = fired.clone();
@@ -97,7 +97,12 @@ mod tests {
         timer.schedule(t0 + Duration::from_millis(30), "b");
         timer.schedule(t0 + Duration::from_millis(10), "a");
         timer.schedule(t0 + Duration::from_millis(10), "a");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..100 {
+            if fired.lock().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(*fired.lock(), vec!["a".to_owned(), "b".to_owned()]);
         drop(timer);
         handle.await.unwrap();

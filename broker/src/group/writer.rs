@@ -22,16 +22,19 @@ pub(crate) enum WriteOp {
         offsets: Vec<CommittedOffset>,
         done: Done,
     },
-    Save {
-        snapshot: PersistedGroup,
-        then: AfterPersist,
-    },
+    Save(Box<PendingSave>),
     DeleteOffsets {
         partitions: Vec<(String, i32)>,
     },
     DeleteGroup {
         done: Done,
     },
+}
+
+/// A group snapshot to store, and what to do once it is stored.
+pub(crate) struct PendingSave {
+    pub(crate) snapshot: PersistedGroup,
+    pub(crate) then: AfterPersist,
 }
 
 pub(crate) enum Batch {

@@ -11,7 +11,11 @@ use crate::{Expect, MetadataError, MetadataNode};
 
 const VOTERS: [u64; 3] = [1, 2, 3];
 
-async fn start(dir: &std::path::Path, router: &Arc<Router>, tweak: impl Fn(&mut crate::MetadataConfig)) -> Vec<MetadataNode> {
+async fn start(
+    dir: &std::path::Path,
+    router: &Arc<Router>,
+    tweak: impl Fn(&mut crate::MetadataConfig),
+) -> Vec<MetadataNode> {
     let mut nodes = Vec::new();
     for id in VOTERS {
         let mut cfg = cluster_config(id, dir, &VOTERS);
@@ -31,7 +35,9 @@ async fn three_nodes_replicate_redirect_and_fail_over() {
     let router = Arc::new(Router::default());
     let mut nodes = start(dir.path(), &router, |_| {}).await;
     let refs: Vec<&MetadataNode> = nodes.iter().collect();
-    let leader = await_leader(&refs, Duration::from_secs(5)).await.expect("a leader");
+    let leader = await_leader(&refs, Duration::from_secs(5))
+        .await
+        .expect("a leader");
     let leader_store = by_id(&nodes, leader).store();
     let kv = leader_store
         .put("cfg", Bytes::from_static(b"v1"), Expect::Absent, None)
@@ -67,18 +73,28 @@ async fn three_nodes_replicate_redirect_and_fail_over() {
     drop(leader_store);
     nodes.remove(idx).shutdown().await;
     let refs: Vec<&MetadataNode> = nodes.iter().collect();
-    let new_leader = await_leader(&refs, Duration::from_secs(5)).await.expect("a new leader");
+    let new_leader = await_leader(&refs, Duration::from_secs(5))
+        .await
+        .expect("a new leader");
     assert_ne!(new_leader, leader);
     let store = by_id(&nodes, new_leader).store();
     assert_eq!(store.get("cfg").await.unwrap(), Some(kv.clone()));
     let kv2 = store
-        .put("cfg", Bytes::from_static(b"v2"), Expect::Revision(kv.mod_revision), None)
+        .put(
+            "cfg",
+            Bytes::from_static(b"v2"),
+            Expect::Revision(kv.mod_revision),
+            None,
+        )
         .await
         .unwrap();
     assert!(kv2.mod_revision > kv.mod_revision);
     // Leases get a fresh TTL on the new leader and work there.
     let lease = store.grant_lease(Duration::from_secs(30)).await.unwrap();
-    assert_eq!(store.keep_alive(lease).await.unwrap(), Duration::from_secs(30));
+    assert_eq!(
+        store.keep_alive(lease).await.unwrap(),
+        Duration::from_secs(30)
+    );
     drop((store, fstore, fs));
     for n in nodes {
         n.shutdown().await;
@@ -95,14 +111,21 @@ async fn lagging_follower_catches_up_from_a_snapshot() {
     })
     .await;
     let refs: Vec<&MetadataNode> = nodes.iter().collect();
-    let leader = await_leader(&refs, Duration::from_secs(5)).await.expect("a leader");
+    let leader = await_leader(&refs, Duration::from_secs(5))
+        .await
+        .expect("a leader");
     let lagger = VOTERS.iter().copied().find(|id| *id != leader).unwrap();
     let store = by_id(&nodes, leader).store();
 
     router.set_down(lagger, true);
     for i in 0..60u32 {
         store
-            .put(&format!("k{i:02}"), Bytes::from(i.to_string()), Expect::Any, None)
+            .put(
+                &format!("k{i:02}"),
+                Bytes::from(i.to_string()),
+                Expect::Any,
+                None,
+            )
             .await
             .unwrap();
     }
@@ -118,7 +141,10 @@ async fn lagging_follower_catches_up_from_a_snapshot() {
         "follower did not catch up (at {} of {rev})",
         ls.revision()
     );
-    assert_eq!(lag_store.local_get("k42").unwrap().unwrap().value, Bytes::from("42"));
+    assert_eq!(
+        lag_store.local_get("k42").unwrap().unwrap().value,
+        Bytes::from("42")
+    );
     // Proof it was a snapshot and not log replay: the follower's watch history restarted at
     // the snapshot's revision instead of holding the 60 events.
     assert!(matches!(
@@ -126,7 +152,10 @@ async fn lagging_follower_catches_up_from_a_snapshot() {
         Err(MetadataError::Compacted { .. })
     ));
     // And it keeps following the log afterwards.
-    let kv = store.put("after", Bytes::new(), Expect::Any, None).await.unwrap();
+    let kv = store
+        .put("after", Bytes::new(), Expect::Any, None)
+        .await
+        .unwrap();
     let ls = lag_store.clone();
     assert!(eventually(Duration::from_secs(3), || ls.revision() == kv.mod_revision).await);
     let (events, _) = lag_store.watch("", rev, Duration::ZERO).await.unwrap();

@@ -58,7 +58,10 @@ impl Runner {
         Ok(match verb {
             "put" | "del" => self.apply(Command::Txn(vec![parse_op(line)?])),
             "batch" => {
-                let ops = rest.split(';').map(|op| parse_op(op.trim())).collect::<Result<Vec<_>, _>>()?;
+                let ops = rest
+                    .split(';')
+                    .map(|op| parse_op(op.trim()))
+                    .collect::<Result<Vec<_>, _>>()?;
                 self.apply(Command::Txn(ops))
             }
             "delprefix" => self.apply(Command::DeletePrefix(unquote(rest).to_owned())),
@@ -217,7 +220,13 @@ fn run_file(path: &Path) -> (String, Vec<String>) {
             continue;
         }
         let sep = lines.next().map(|(_, l)| l);
-        assert_eq!(sep, Some("----"), "{}:{}: expected ----", path.display(), lineno + 2);
+        assert_eq!(
+            sep,
+            Some("----"),
+            "{}:{}: expected ----",
+            path.display(),
+            lineno + 2
+        );
         let mut expected = Vec::new();
         while let Some((_, l)) = lines.peek() {
             if l.is_empty() {
@@ -225,7 +234,9 @@ fn run_file(path: &Path) -> (String, Vec<String>) {
             }
             expected.push(lines.next().unwrap().1);
         }
-        let actual = runner.run(line).unwrap_or_else(|e| format!("parse error: {e}"));
+        let actual = runner
+            .run(line)
+            .unwrap_or_else(|e| format!("parse error: {e}"));
         if actual != expected.join("\n") {
             failures.push(format!(
                 "{}:{}: {line}\n--- expected\n{}\n--- actual\n{actual}",

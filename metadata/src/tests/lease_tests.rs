@@ -13,7 +13,12 @@ async fn lease_expiry_deletes_attached_keys_with_events() {
     let (node, store) = single(dir.path()).await;
     let lease = store.grant_lease(TTL).await.unwrap();
     let owned = store
-        .put("owners/p0", Bytes::from_static(b"broker-1"), Expect::Absent, Some(lease))
+        .put(
+            "owners/p0",
+            Bytes::from_static(b"broker-1"),
+            Expect::Absent,
+            Some(lease),
+        )
         .await
         .unwrap();
     assert_eq!(owned.lease, Some(lease));
@@ -54,7 +59,12 @@ async fn keep_alive_keeps_the_lease_and_its_keys() {
     let (node, store) = single(dir.path()).await;
     let lease = store.grant_lease(TTL).await.unwrap();
     store
-        .put("session", Bytes::from_static(b"s"), Expect::Any, Some(lease))
+        .put(
+            "session",
+            Bytes::from_static(b"s"),
+            Expect::Any,
+            Some(lease),
+        )
         .await
         .unwrap();
     let rev = store.revision();

@@ -19,4 +19,3 @@ mod storage_tests;
 mod store_tests;
 mod throughput;
 mod watch_tests;
-mod scratch;

@@ -12,8 +12,14 @@ async fn restart_preserves_data_and_revision() {
     let (listing, rev, a) = {
         let node = open(config(dir.path())).await;
         let store = node.store();
-        let a = store.put("a", Bytes::from_static(b"1"), Expect::Any, None).await.unwrap();
-        store.put("b", Bytes::from_static(b"2"), Expect::Any, None).await.unwrap();
+        let a = store
+            .put("a", Bytes::from_static(b"1"), Expect::Any, None)
+            .await
+            .unwrap();
+        store
+            .put("b", Bytes::from_static(b"2"), Expect::Any, None)
+            .await
+            .unwrap();
         store
             .batch(vec![
                 Op::Put {
@@ -40,10 +46,19 @@ async fn restart_preserves_data_and_revision() {
     let node = open(config(dir.path())).await;
     let store = node.store();
     assert_eq!(store.revision(), rev, "revision survives restart");
-    assert_eq!(store.list("").await.unwrap(), listing, "data survives restart");
+    assert_eq!(
+        store.list("").await.unwrap(),
+        listing,
+        "data survives restart"
+    );
     // Versions survive: CAS against the pre-restart mod_revision works.
     let a2 = store
-        .put("a", Bytes::from_static(b"10"), Expect::Revision(a.mod_revision), None)
+        .put(
+            "a",
+            Bytes::from_static(b"10"),
+            Expect::Revision(a.mod_revision),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(a2.mod_revision, rev + 1);
@@ -68,7 +83,12 @@ async fn log_compaction_and_restart() {
         let store = node.store();
         for i in 0..100u32 {
             store
-                .put(&format!("k{i:03}"), Bytes::from(i.to_string()), Expect::Any, None)
+                .put(
+                    &format!("k{i:03}"),
+                    Bytes::from(i.to_string()),
+                    Expect::Any,
+                    None,
+                )
                 .await
                 .unwrap();
         }
@@ -82,7 +102,11 @@ async fn log_compaction_and_restart() {
         let meta =
             SnapshotMetadata::parse_from_bytes(&raft.get(SNAPSHOT_META_KEY).unwrap().unwrap())
                 .unwrap();
-        assert!(meta.index > 50, "log not compacted: starts after {}", meta.index);
+        assert!(
+            meta.index > 50,
+            "log not compacted: starts after {}",
+            meta.index
+        );
     }
     let node = open(cfg).await;
     let store = node.store();
@@ -90,7 +114,10 @@ async fn log_compaction_and_restart() {
     let all = store.list("k").await.unwrap();
     assert_eq!(all.len(), 100);
     assert_eq!(all[42].value, Bytes::from("42"));
-    store.put("after", Bytes::new(), Expect::Any, None).await.unwrap();
+    store
+        .put("after", Bytes::new(), Expect::Any, None)
+        .await
+        .unwrap();
     assert_eq!(store.revision(), 101);
     drop(store);
     node.shutdown().await;

@@ -4,24 +4,33 @@ use raft::eraftpb::{Entry, HardState};
 use raft::{GetEntriesContext, Storage, StorageError};
 
 use crate::command::Command;
+use crate::durability::DurableSync;
 use crate::layout::{RAFT_TREE, STATE_TREE};
 use crate::state_machine::StateMachine;
 use crate::storage::SledStorage;
 use crate::types::{Expect, Op};
 
-fn open_at(db: &sled::Db) -> (SledStorage, Arc<StateMachine>) {
+fn open_at(db: &sled::Db, dir: &std::path::Path) -> (SledStorage, Arc<StateMachine>) {
     let sm = Arc::new(StateMachine::open(db.open_tree(STATE_TREE).unwrap()).unwrap());
-    let storage =
-        SledStorage::open(db.clone(), db.open_tree(RAFT_TREE).unwrap(), sm.clone(), &[1]).unwrap();
+    let durable = Arc::new(DurableSync::open(dir).unwrap());
+    let storage = SledStorage::open(
+        db.clone(),
+        durable,
+        db.open_tree(RAFT_TREE).unwrap(),
+        sm.clone(),
+        &[1],
+    )
+    .unwrap();
     (storage, sm)
 }
 
 fn entry(index: u64, term: u64) -> Entry {
-    let mut e = Entry::default();
-    e.index = index;
-    e.term = term;
-    e.data = vec![0u8; 100].into();
-    e
+    Entry {
+        index,
+        term,
+        data: vec![0u8; 100].into(),
+        ..Default::default()
+    }
 }
 
 fn ctx() -> GetEntriesContext {
@@ -43,7 +52,7 @@ fn log_append_read_truncate_compact_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path()).unwrap();
     {
-        let (s, sm) = open_at(&db);
+        let (s, sm) = open_at(&db, dir.path());
         // A fresh log: pretend snapshot at (1, 1) with the configured voters.
         let state = s.initial_state().unwrap();
         assert_eq!(state.conf_state.voters, vec![1]);
@@ -51,10 +60,12 @@ fn log_append_read_truncate_compact_and_reopen() {
         assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (2, 1));
         assert_eq!(s.term(1).unwrap(), 1);
 
-        let mut hs = HardState::default();
-        hs.term = 2;
-        hs.vote = 1;
-        hs.commit = 3;
+        let hs = HardState {
+            term: 2,
+            vote: 1,
+            commit: 3,
+            ..Default::default()
+        };
         s.append(&(2..=6).map(|i| entry(i, 2)).collect::<Vec<_>>(), Some(&hs))
             .unwrap();
         assert_eq!(s.last_index().unwrap(), 6);
@@ -86,7 +97,11 @@ fn log_append_read_truncate_compact_and_reopen() {
         sm.apply_noop(3).unwrap();
         s.compact(3).unwrap();
         assert_eq!(s.first_index().unwrap(), 4);
-        assert_eq!(s.term(3).unwrap(), 2, "term of the compaction point is kept");
+        assert_eq!(
+            s.term(3).unwrap(),
+            2,
+            "term of the compaction point is kept"
+        );
         assert_eq!(
             s.term(2).unwrap_err(),
             raft::Error::Store(StorageError::Compacted)
@@ -94,7 +109,7 @@ fn log_append_read_truncate_compact_and_reopen() {
         assert!(s.append(&[entry(3, 3)], None).is_err());
     }
     // Everything above is persisted.
-    let (s, _) = open_at(&db);
+    let (s, _) = open_at(&db, dir.path());
     assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (4, 5));
     let state = s.initial_state().unwrap();
     assert_eq!((state.hard_state.term, state.hard_state.vote), (2, 1));
@@ -107,8 +122,8 @@ fn snapshot_roundtrip_between_nodes() {
     let dir_b = tempfile::tempdir().unwrap();
     let db_a = sled::open(dir_a.path()).unwrap();
     let db_b = sled::open(dir_b.path()).unwrap();
-    let (a, sm_a) = open_at(&db_a);
-    let (b, sm_b) = open_at(&db_b);
+    let (a, sm_a) = open_at(&db_a, dir_a.path());
+    let (b, sm_b) = open_at(&db_b, dir_b.path());
 
     a.append(&(2..=4).map(|i| entry(i, 2)).collect::<Vec<_>>(), None)
         .unwrap();
@@ -143,7 +158,7 @@ fn snapshot_roundtrip_between_nodes() {
 
     // Survives a reopen.
     drop((b, sm_b));
-    let (b, sm_b) = open_at(&db_b);
+    let (b, sm_b) = open_at(&db_b, dir_b.path());
     assert_eq!(sm_b.list("").unwrap(), sm_a.list("").unwrap());
     assert_eq!(b.first_index().unwrap(), 5);
 

@@ -74,19 +74,27 @@ async fn cas_conflict_reports_current_and_changes_nothing() {
 async fn absent_expectation() {
     let dir = tempfile::tempdir().unwrap();
     let (node, store) = single(dir.path()).await;
-    let first = store.put("lock", b("me"), Expect::Absent, None).await.unwrap();
+    let first = store
+        .put("lock", b("me"), Expect::Absent, None)
+        .await
+        .unwrap();
     let err = store
         .put("lock", b("you"), Expect::Absent, None)
         .await
         .unwrap_err();
-    assert!(matches!(err, MetadataError::Conflict { ref key, current: Some(ref kv) } if key == "lock" && kv == &first));
+    assert!(
+        matches!(err, MetadataError::Conflict { ref key, current: Some(ref kv) } if key == "lock" && kv == &first)
+    );
     // Revision(0) means absent too.
     assert!(store
         .put("lock", b("you"), Expect::Revision(0), None)
         .await
         .is_err());
     assert!(store.delete("lock", Expect::Any).await.unwrap());
-    let again = store.put("lock", b("you"), Expect::Absent, None).await.unwrap();
+    let again = store
+        .put("lock", b("you"), Expect::Absent, None)
+        .await
+        .unwrap();
     // Re-created: a fresh create_revision.
     assert!(again.create_revision > first.create_revision);
     assert!(store
@@ -210,7 +218,10 @@ async fn list_by_prefix_is_sorted_and_delete_prefix_removes() {
         store.put(key, b(key), Expect::Any, None).await.unwrap();
     }
     let keys = |kvs: Vec<crate::KeyValue>| kvs.into_iter().map(|kv| kv.key).collect::<Vec<_>>();
-    assert_eq!(keys(store.list("t/").await.unwrap()), vec!["t/a", "t/b", "t/c/1"]);
+    assert_eq!(
+        keys(store.list("t/").await.unwrap()),
+        vec!["t/a", "t/b", "t/c/1"]
+    );
     assert_eq!(
         keys(store.list("").await.unwrap()),
         vec!["t", "t/a", "t/b", "t/c/1", "tt", "u/a"]
@@ -222,7 +233,11 @@ async fn list_by_prefix_is_sorted_and_delete_prefix_removes() {
 
     let before = store.revision();
     assert_eq!(store.delete_prefix("t/").await.unwrap(), 3);
-    assert_eq!(store.revision(), before + 1, "one revision for the whole prefix");
+    assert_eq!(
+        store.revision(),
+        before + 1,
+        "one revision for the whole prefix"
+    );
     assert_eq!(keys(store.list("").await.unwrap()), vec!["t", "tt", "u/a"]);
     assert_eq!(store.delete_prefix("t/").await.unwrap(), 0);
     assert_eq!(store.revision(), before + 1);
@@ -258,7 +273,10 @@ async fn requests_after_shutdown_fail_cleanly() {
         store.put("a", b("2"), Expect::Any, None).await.unwrap_err(),
         MetadataError::ShuttingDown
     );
-    assert_eq!(store.get("a").await.unwrap_err(), MetadataError::ShuttingDown);
+    assert_eq!(
+        store.get("a").await.unwrap_err(),
+        MetadataError::ShuttingDown
+    );
     assert_eq!(
         store
             .watch("", 0, std::time::Duration::from_secs(5))

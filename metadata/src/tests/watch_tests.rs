@@ -10,13 +10,25 @@ async fn watch_returns_events_after_a_revision() {
     let dir = tempfile::tempdir().unwrap();
     let (node, store) = single(dir.path()).await;
     let start = store.revision();
-    let a = store.put("w/a", Bytes::from_static(b"1"), Expect::Any, None).await.unwrap();
-    store.put("other", Bytes::from_static(b"x"), Expect::Any, None).await.unwrap();
-    let b = store.put("w/b", Bytes::from_static(b"2"), Expect::Any, None).await.unwrap();
+    let a = store
+        .put("w/a", Bytes::from_static(b"1"), Expect::Any, None)
+        .await
+        .unwrap();
+    store
+        .put("other", Bytes::from_static(b"x"), Expect::Any, None)
+        .await
+        .unwrap();
+    let b = store
+        .put("w/b", Bytes::from_static(b"2"), Expect::Any, None)
+        .await
+        .unwrap();
     store.delete("w/a", Expect::Any).await.unwrap();
     let now = store.revision();
 
-    let (events, rev) = store.watch("w/", start, Duration::from_secs(1)).await.unwrap();
+    let (events, rev) = store
+        .watch("w/", start, Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(rev, now);
     let summary: Vec<(EventKind, &str, u64)> = events
         .iter()
@@ -32,7 +44,10 @@ async fn watch_returns_events_after_a_revision() {
     );
     assert_eq!(events[0].kv, a);
     // Only what is newer than `after`.
-    let (events, _) = store.watch("w/", b.mod_revision, Duration::ZERO).await.unwrap();
+    let (events, _) = store
+        .watch("w/", b.mod_revision, Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, EventKind::Delete);
     node.shutdown().await;
@@ -42,12 +57,18 @@ async fn watch_returns_events_after_a_revision() {
 async fn watch_long_polls_until_a_put() {
     let dir = tempfile::tempdir().unwrap();
     let (node, store) = single(dir.path()).await;
-    store.put("noise", Bytes::new(), Expect::Any, None).await.unwrap();
+    store
+        .put("noise", Bytes::new(), Expect::Any, None)
+        .await
+        .unwrap();
     let rev = store.revision();
 
     // Nothing happens: an empty answer after the timeout, caught up to the current revision.
     let started = Instant::now();
-    let (events, caught_up) = store.watch("lp/", rev, Duration::from_millis(150)).await.unwrap();
+    let (events, caught_up) = store
+        .watch("lp/", rev, Duration::from_millis(150))
+        .await
+        .unwrap();
     assert!(events.is_empty());
     assert_eq!(caught_up, rev);
     assert!(started.elapsed() >= Duration::from_millis(150));
@@ -62,10 +83,16 @@ async fn watch_long_polls_until_a_put() {
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Writes outside the prefix do not wake it with an answer.
-    store.put("noise", Bytes::new(), Expect::Any, None).await.unwrap();
+    store
+        .put("noise", Bytes::new(), Expect::Any, None)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!watcher.is_finished());
-    let put = store.put("lp/x", Bytes::from_static(b"!"), Expect::Any, None).await.unwrap();
+    let put = store
+        .put("lp/x", Bytes::from_static(b"!"), Expect::Any, None)
+        .await
+        .unwrap();
     let (result, waited) = watcher.await.unwrap();
     let (events, caught_up) = result.unwrap();
     assert!(waited >= Duration::from_millis(200) && waited < Duration::from_secs(5));
@@ -106,7 +133,10 @@ async fn watch_reports_compacted_history() {
         store.watch("", 9, Duration::ZERO).await.unwrap_err(),
         MetadataError::Compacted { oldest: 10 }
     );
-    let (events, rev) = store.watch("", 10, Duration::from_millis(20)).await.unwrap();
+    let (events, rev) = store
+        .watch("", 10, Duration::from_millis(20))
+        .await
+        .unwrap();
     assert!(events.is_empty());
     assert_eq!(rev, 10);
     drop(store);
