@@ -30,7 +30,12 @@ impl ProducerIds {
                 }
             }
             let _reserving = self.reserve.lock().await;
-            if self.block.lock().0 < self.block.lock().1 {
+            let refilled = {
+                let block = self.block.lock();
+                block.0 < block.1
+            };
+            if refilled {
+                // Another caller reserved a block while we waited.
                 continue;
             }
             let start = self.reserve_block().await?;

@@ -15,6 +15,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+// Process metrics (RSS, CPU, open fds) come with the default registry: prometheus registers
+// its process collector there itself when built with the "process" feature.
+
 /// Readiness of the roles in this process; ready when every registered role is.
 #[derive(Default)]
 pub struct Health {
@@ -40,20 +43,6 @@ impl Health {
     }
 }
 
-/// Registers process metrics (RSS, CPU, open fds) once per process.
-pub fn register_process_metrics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        #[cfg(target_os = "linux")]
-        {
-            let collector = prometheus::process_collector::ProcessCollector::for_self();
-            if let Err(e) = prometheus::register(Box::new(collector)) {
-                warn!(error = %e, "process metrics unavailable");
-            }
-        }
-    });
-}
-
 /// The base router; roles may merge their own routes into it.
 pub fn router(health: Arc<Health>) -> Router {
     Router::new()
@@ -64,7 +53,6 @@ pub fn router(health: Arc<Health>) -> Router {
 }
 
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
-    register_process_metrics();
     info!(addr = ?listener.local_addr().ok(), "HTTP (metrics, health) listening");
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

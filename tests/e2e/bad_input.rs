@@ -126,14 +126,3 @@ async fn invalid_record_batches_are_rejected_and_the_log_stays_intact() {
     assert_eq!(got.iter().map(|m| m.offset()).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5]);
 }
 
-/// CRC-32C (Castagnoli), bitwise: test-only, to forge batches whose only fault is elsewhere.
-fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
-        }
-    }
-    !crc
-}

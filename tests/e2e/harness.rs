@@ -97,6 +97,9 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- stratalog log ({}) ----\n{}", self.log.display(), self.log_text());
+        }
     }
 }
 
@@ -266,29 +269,62 @@ impl RawConn {
     }
 }
 
-/// A RecordBatch v2 with `count` uncompressed records, built by the kafka-protocol encoder.
+/// CRC-32C (Castagnoli), bitwise: test-only, to build and forge batches.
+pub fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// One RecordBatch v2 holding `count` uncompressed records ("raw-0", "raw-1", ...), built
+/// byte by byte as the Kafka spec lays it out.
 pub fn record_batch(count: i32, producer_id: i64, epoch: i16, base_sequence: i32) -> bytes::BytesMut {
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: if base_sequence < 0 { -1 } else { base_sequence + i },
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(bytes::Bytes::from(format!("raw-{i}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
-    buf
+    let base_timestamp = 1_700_000_000_000i64;
+    let mut records = Vec::new();
+    for i in 0..count {
+        let mut r = vec![0u8]; // attributes
+        put_varint(&mut r, i as i64); // timestamp delta
+        put_varint(&mut r, i as i64); // offset delta
+        put_varint(&mut r, -1); // null key
+        let value = format!("raw-{i}");
+        put_varint(&mut r, value.len() as i64);
+        r.extend_from_slice(value.as_bytes());
+        put_varint(&mut r, 0); // no headers
+        put_varint(&mut records, r.len() as i64);
+        records.extend_from_slice(&r);
+    }
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i64.to_be_bytes()); // base offset
+    b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes()); // batch length
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+    b.push(2); // magic
+    b.extend_from_slice(&0u32.to_be_bytes()); // crc, below
+    b.extend_from_slice(&0i16.to_be_bytes()); // attributes
+    b.extend_from_slice(&(count - 1).to_be_bytes()); // last offset delta
+    b.extend_from_slice(&base_timestamp.to_be_bytes());
+    b.extend_from_slice(&(base_timestamp + count as i64 - 1).to_be_bytes());
+    b.extend_from_slice(&producer_id.to_be_bytes());
+    b.extend_from_slice(&epoch.to_be_bytes());
+    b.extend_from_slice(&base_sequence.to_be_bytes());
+    b.extend_from_slice(&count.to_be_bytes());
+    b.extend_from_slice(&records);
+    let crc = crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes::BytesMut::from(&b[..])
 }
 
 pub fn produce_request(topic: &str, partition: i32, records: bytes::Bytes) -> kafka_protocol::messages::ProduceRequest {

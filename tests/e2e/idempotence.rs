@@ -10,7 +10,7 @@ use crate::harness::*;
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 
 fn init_producer_id(c: &mut RawConn) -> (i64, i16) {
-    let resp: InitProducerIdResponse = c.request(ApiKey::InitProducerId, 4, &InitProducerIdRequest::default().with_transaction_timeout_ms(60_000));
+    let resp: InitProducerIdResponse = c.request(ApiKey::InitProducerId, 4, &InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000));
     assert_eq!(resp.error_code, 0);
     (resp.producer_id.0, resp.producer_epoch)
 }
