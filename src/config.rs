@@ -60,7 +60,10 @@ pub struct MetadataSection {
 
 impl Default for MetadataSection {
     fn default() -> Self {
-        MetadataSection { node_id: 1, listen: None }
+        MetadataSection {
+            node_id: 1,
+            listen: None,
+        }
     }
 }
 
@@ -94,9 +97,17 @@ impl Default for BookieSection {
 
 impl Config {
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
-        let Some(path) = path else { return Ok(Config::default()) };
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config file {} (see README.md, Configuration)", path.display()))
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| {
+            format!(
+                "parsing config file {} (see README.md, Configuration)",
+                path.display()
+            )
+        })
     }
 }
 
@@ -106,7 +117,8 @@ mod tests {
 
     #[test]
     fn partial_file_keeps_defaults_and_unknown_keys_are_errors() {
-        let c: Config = toml::from_str("data_dir = \"/tmp/x\"\n[broker]\ndefault_partitions = 3\n").unwrap();
+        let c: Config =
+            toml::from_str("data_dir = \"/tmp/x\"\n[broker]\ndefault_partitions = 3\n").unwrap();
         assert_eq!(c.broker.default_partitions, 3);
         assert_eq!(c.broker.kafka_listen, "127.0.0.1:9092");
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));

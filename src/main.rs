@@ -17,7 +17,11 @@ mod roles;
 use config::Config;
 
 #[derive(Parser)]
-#[command(name = "stratalog", version, about = "Kafka-compatible log storage: brokers, bookies and a Raft metadata service")]
+#[command(
+    name = "stratalog",
+    version,
+    about = "Kafka-compatible log storage: brokers, bookies and a Raft metadata service"
+)]
 struct Cli {
     /// TOML configuration file; flags and environment variables override it.
     #[arg(long, global = true, env = "STRATALOG_CONFIG")]
@@ -145,20 +149,29 @@ fn apply_broker(config: &mut Config, args: BrokerArgs) {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sled=warn,raft=warn")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,sled=warn,raft=warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = (|| -> anyhow::Result<()> {
         let mut config = Config::load(cli.config.as_deref())?;
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
         match cli.role {
             Role::Standalone { common, broker } => {
                 apply_common(&mut config, common);
                 apply_broker(&mut config, broker);
                 runtime.block_on(roles::standalone(config))
             }
-            Role::Metadata { common, node_id, listen } => {
+            Role::Metadata {
+                common,
+                node_id,
+                listen,
+            } => {
                 apply_common(&mut config, common);
                 set(&mut config.metadata.node_id, node_id);
                 if listen.is_some() {
@@ -166,17 +179,32 @@ fn main() -> std::process::ExitCode {
                 }
                 runtime.block_on(roles::metadata(config))
             }
-            Role::Bookie { common, id, listen, advertised, metadata_addr } => {
+            Role::Bookie {
+                common,
+                id,
+                listen,
+                advertised,
+                metadata_addr,
+            } => {
                 apply_common(&mut config, common);
                 let b = &mut config.bookie;
-                for (field, value) in [(&mut b.id, id), (&mut b.listen, listen), (&mut b.advertised, advertised), (&mut b.metadata_addr, metadata_addr)] {
+                for (field, value) in [
+                    (&mut b.id, id),
+                    (&mut b.listen, listen),
+                    (&mut b.advertised, advertised),
+                    (&mut b.metadata_addr, metadata_addr),
+                ] {
                     if value.is_some() {
                         *field = value;
                     }
                 }
                 runtime.block_on(roles::bookie(config))
             }
-            Role::Broker { common, broker, metadata_addr } => {
+            Role::Broker {
+                common,
+                broker,
+                metadata_addr,
+            } => {
                 apply_common(&mut config, common);
                 apply_broker(&mut config, broker);
                 set(&mut config.broker.metadata_addr, metadata_addr);

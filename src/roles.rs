@@ -35,15 +35,16 @@ fn shutdown_on_signal() -> CancellationToken {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(e) => {
-                    warn!(error = %e, "cannot listen for SIGTERM");
-                    let _ = tokio::signal::ctrl_c().await;
-                    cancel.cancel();
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(e) => {
+                        warn!(error = %e, "cannot listen for SIGTERM");
+                        let _ = tokio::signal::ctrl_c().await;
+                        cancel.cancel();
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -57,19 +58,39 @@ fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
-async fn start_http(config: &Config, default: &str, health: Arc<Health>, shutdown: &CancellationToken) -> anyhow::Result<()> {
-    let addr = config.http_listen.clone().unwrap_or_else(|| default.to_string());
+async fn start_http(
+    config: &Config,
+    default: &str,
+    health: Arc<Health>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = config
+        .http_listen
+        .clone()
+        .unwrap_or_else(|| default.to_string());
     let listener = bind(&addr, "HTTP (metrics, health)", "--http-listen").await?;
-    tokio::spawn(http::serve(listener, http::router(health), shutdown.clone()));
+    tokio::spawn(http::serve(
+        listener,
+        http::router(health),
+        shutdown.clone(),
+    ));
     Ok(())
 }
 
-async fn start_metadata(config: &Config, listener: TcpListener, health: &Health, shutdown: &CancellationToken) -> anyhow::Result<MetadataNode> {
+async fn start_metadata(
+    config: &Config,
+    listener: TcpListener,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<MetadataNode> {
     let ready = health.register("metadata");
     let dir = config.data_dir.join("metadata");
-    let node = MetadataNode::open(MetadataConfig::new(config.metadata.node_id, &dir), Arc::new(NoopTransport))
-        .await
-        .with_context(|| format!("opening the metadata store in {}", dir.display()))?;
+    let node = MetadataNode::open(
+        MetadataConfig::new(config.metadata.node_id, &dir),
+        Arc::new(NoopTransport),
+    )
+    .await
+    .with_context(|| format!("opening the metadata store in {}", dir.display()))?;
     let service = Arc::new(MetadataService::new(node.store(), node.inbox()));
     tokio::spawn(rpc::serve(listener, service, shutdown.clone()));
     // Ready once this node can serve linearizable requests, i.e. a leader is known.
@@ -83,7 +104,14 @@ async fn start_metadata(config: &Config, listener: TcpListener, health: &Health,
     Ok(node)
 }
 
-async fn start_bookie(config: &Config, listener: TcpListener, metadata_addr: String, default_id: &str, health: &Health, shutdown: &CancellationToken) -> anyhow::Result<Bookie> {
+async fn start_bookie(
+    config: &Config,
+    listener: TcpListener,
+    metadata_addr: String,
+    default_id: &str,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Bookie> {
     let ready = health.register("bookie");
     let dir = config.data_dir.join("bookie");
     let bookie_config = BookieConfig {
@@ -91,30 +119,62 @@ async fn start_bookie(config: &Config, listener: TcpListener, metadata_addr: Str
         checkpoint_interval: Duration::from_millis(config.bookie.checkpoint_interval_ms),
         ..BookieConfig::default()
     };
-    let bookie = Bookie::open(bookie_config).await.with_context(|| format!("opening the bookie in {}", dir.display()))?;
+    let bookie = Bookie::open(bookie_config)
+        .await
+        .with_context(|| format!("opening the bookie in {}", dir.display()))?;
     let local = listener.local_addr()?;
-    tokio::spawn(rpc::serve(listener, Arc::new(BookieService::new(bookie.clone())), shutdown.clone()));
-    let id = config.bookie.id.clone().unwrap_or_else(|| default_id.to_string());
-    let advertised = config.bookie.advertised.clone().unwrap_or_else(|| local.to_string());
+    tokio::spawn(rpc::serve(
+        listener,
+        Arc::new(BookieService::new(bookie.clone())),
+        shutdown.clone(),
+    ));
+    let id = config
+        .bookie
+        .id
+        .clone()
+        .unwrap_or_else(|| default_id.to_string());
+    let advertised = config
+        .bookie
+        .advertised
+        .clone()
+        .unwrap_or_else(|| local.to_string());
     let ttl = Duration::from_millis(config.bookie.registration_ttl_ms.max(1000));
-    tokio::spawn(register_bookie(MetadataClient::new(metadata_addr), id, advertised, ttl, ready, shutdown.clone()));
+    tokio::spawn(register_bookie(
+        MetadataClient::new(metadata_addr),
+        id,
+        advertised,
+        ttl,
+        ready,
+        shutdown.clone(),
+    ));
     Ok(bookie)
 }
 
 /// Keeps `/stratalog/bookies/{id}` pointing at this bookie, attached to a lease kept alive
 /// while the bookie runs: brokers choose ensembles among registered bookies.
-async fn register_bookie(metadata: MetadataClient, id: String, addr: String, ttl: Duration, ready: Arc<AtomicBool>, shutdown: CancellationToken) {
+async fn register_bookie(
+    metadata: MetadataClient,
+    id: String,
+    addr: String,
+    ttl: Duration,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
     let key = catalog::bookie_key(&id);
     'register: loop {
         let lease = loop {
             let attempt = async {
                 let lease = metadata.grant_lease(ttl).await?;
-                metadata.put(&key, Bytes::from(addr.clone()), Expect::Any, Some(lease)).await?;
+                metadata
+                    .put(&key, Bytes::from(addr.clone()), Expect::Any, Some(lease))
+                    .await?;
                 Ok::<_, MetaError>(lease)
             };
             match attempt.await {
                 Ok(lease) => break lease,
-                Err(e) => warn!(bookie = %id, error = %e, "registering the bookie failed; retrying"),
+                Err(e) => {
+                    warn!(bookie = %id, error = %e, "registering the bookie failed; retrying")
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -137,7 +197,9 @@ async fn register_bookie(metadata: MetadataClient, id: String, addr: String, ttl
                     warn!(bookie = %id, "bookie registration expired; registering again");
                     continue 'register;
                 }
-                Err(e) => warn!(bookie = %id, error = %e, "renewing the bookie registration failed"),
+                Err(e) => {
+                    warn!(bookie = %id, error = %e, "renewing the bookie registration failed")
+                }
             }
         }
     }
@@ -151,14 +213,37 @@ pub async fn standalone(mut config: Config) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signal();
     let health = Arc::new(Health::default());
     start_http(&config, "127.0.0.1:7070", health.clone(), &shutdown).await?;
-    let kafka = bind(&config.broker.kafka_listen, "Kafka clients", "--kafka-listen").await?;
+    let kafka = bind(
+        &config.broker.kafka_listen,
+        "Kafka clients",
+        "--kafka-listen",
+    )
+    .await?;
     // The internal services only need loopback; ephemeral ports avoid clashing with anything.
-    let metadata_listener = bind(config.metadata.listen.as_deref().unwrap_or("127.0.0.1:0"), "the metadata service", "[metadata] listen").await?;
+    let metadata_listener = bind(
+        config.metadata.listen.as_deref().unwrap_or("127.0.0.1:0"),
+        "the metadata service",
+        "[metadata] listen",
+    )
+    .await?;
     let metadata_addr = local(&metadata_listener)?.to_string();
-    let bookie_listener = bind(config.bookie.listen.as_deref().unwrap_or("127.0.0.1:0"), "the bookie", "[bookie] listen").await?;
+    let bookie_listener = bind(
+        config.bookie.listen.as_deref().unwrap_or("127.0.0.1:0"),
+        "the bookie",
+        "[bookie] listen",
+    )
+    .await?;
     info!(data_dir = %config.data_dir.display(), "starting standalone: metadata, bookie and broker in one process");
     let node = start_metadata(&config, metadata_listener, &health, &shutdown).await?;
-    let bookie = start_bookie(&config, bookie_listener, metadata_addr.clone(), "standalone", &health, &shutdown).await?;
+    let bookie = start_bookie(
+        &config,
+        bookie_listener,
+        metadata_addr.clone(),
+        "standalone",
+        &health,
+        &shutdown,
+    )
+    .await?;
     config.broker.metadata_addr = metadata_addr;
     let result = run_broker(config, kafka, &health, shutdown.clone()).await;
     shutdown.cancel();
@@ -171,7 +256,16 @@ pub async fn metadata(config: Config) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signal();
     let health = Arc::new(Health::default());
     start_http(&config, "127.0.0.1:7071", health.clone(), &shutdown).await?;
-    let listener = bind(config.metadata.listen.as_deref().unwrap_or("127.0.0.1:2379"), "the metadata service", "--listen").await?;
+    let listener = bind(
+        config
+            .metadata
+            .listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:2379"),
+        "the metadata service",
+        "--listen",
+    )
+    .await?;
     info!(addr = %local(&listener)?, "starting metadata node");
     let node = start_metadata(&config, listener, &health, &shutdown).await?;
     shutdown.cancelled().await;
@@ -183,9 +277,26 @@ pub async fn bookie(config: Config) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signal();
     let health = Arc::new(Health::default());
     start_http(&config, "127.0.0.1:7072", health.clone(), &shutdown).await?;
-    let listener = bind(config.bookie.listen.as_deref().unwrap_or("127.0.0.1:3181"), "the bookie", "--listen").await?;
-    let metadata_addr = config.bookie.metadata_addr.clone().unwrap_or_else(|| "127.0.0.1:2379".into());
-    let bookie = start_bookie(&config, listener, metadata_addr, "bookie-1", &health, &shutdown).await?;
+    let listener = bind(
+        config.bookie.listen.as_deref().unwrap_or("127.0.0.1:3181"),
+        "the bookie",
+        "--listen",
+    )
+    .await?;
+    let metadata_addr = config
+        .bookie
+        .metadata_addr
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:2379".into());
+    let bookie = start_bookie(
+        &config,
+        listener,
+        metadata_addr,
+        "bookie-1",
+        &health,
+        &shutdown,
+    )
+    .await?;
     shutdown.cancelled().await;
     bookie.shutdown().await;
     Ok(())
@@ -195,11 +306,21 @@ pub async fn broker(config: Config) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signal();
     let health = Arc::new(Health::default());
     start_http(&config, "127.0.0.1:7070", health.clone(), &shutdown).await?;
-    let kafka = bind(&config.broker.kafka_listen, "Kafka clients", "--kafka-listen").await?;
+    let kafka = bind(
+        &config.broker.kafka_listen,
+        "Kafka clients",
+        "--kafka-listen",
+    )
+    .await?;
     run_broker(config, kafka, &health, shutdown).await
 }
 
-async fn run_broker(config: Config, kafka: TcpListener, health: &Health, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn run_broker(
+    config: Config,
+    kafka: TcpListener,
+    health: &Health,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let ready = health.register("broker");
     Broker::run(config.broker, kafka, ready, shutdown).await
 }

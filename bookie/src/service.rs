@@ -22,7 +22,9 @@ impl BookieService {
 fn status(e: &BookieError) -> BookieStatus {
     let code = match e {
         BookieError::Fenced { .. } => BookieCode::Fenced,
-        BookieError::NoSuchLedger { .. } | BookieError::LedgerDeleted { .. } => BookieCode::NoSuchLedger,
+        BookieError::NoSuchLedger { .. } | BookieError::LedgerDeleted { .. } => {
+            BookieCode::NoSuchLedger
+        }
         BookieError::NoSuchEntry { .. } => BookieCode::NoSuchEntry,
         BookieError::Corrupt { .. } => BookieCode::Corrupt,
         BookieError::Io { .. } => BookieCode::Io,
@@ -38,12 +40,27 @@ impl Service for BookieService {
         match method {
             msg::AddEntry::ID => handle::<msg::AddEntry, _, _>(body, |req| async move {
                 let e = req.entry;
-                let meta = EntryMeta { base_offset: e.base_offset, last_offset: e.last_offset, max_timestamp: e.max_timestamp };
-                let result = bookie.add_entry(req.ledger_id, e.entry_id, meta, e.payload, req.recovery).await;
-                msg::AddEntryResponse { status: result.err().map_or_else(BookieStatus::ok, |e| status(&e)) }
+                let meta = EntryMeta {
+                    base_offset: e.base_offset,
+                    last_offset: e.last_offset,
+                    max_timestamp: e.max_timestamp,
+                };
+                let result = bookie
+                    .add_entry(req.ledger_id, e.entry_id, meta, e.payload, req.recovery)
+                    .await;
+                msg::AddEntryResponse {
+                    status: result.err().map_or_else(BookieStatus::ok, |e| status(&e)),
+                }
             }),
             msg::ReadEntries::ID => handle::<msg::ReadEntries, _, _>(body, |req| async move {
-                let read = bookie.read_entries(req.ledger_id, req.first_entry_id, req.max_entries as usize, req.max_bytes as usize).await;
+                let read = bookie
+                    .read_entries(
+                        req.ledger_id,
+                        req.first_entry_id,
+                        req.max_entries as usize,
+                        req.max_bytes as usize,
+                    )
+                    .await;
                 match read {
                     Ok(entries) => msg::ReadEntriesResponse {
                         status: BookieStatus::ok(),
@@ -58,7 +75,10 @@ impl Service for BookieService {
                             })
                             .collect(),
                     },
-                    Err(e) => msg::ReadEntriesResponse { status: status(&e), entries: Vec::new() },
+                    Err(e) => msg::ReadEntriesResponse {
+                        status: status(&e),
+                        entries: Vec::new(),
+                    },
                 }
             }),
             msg::FindEntry::ID => handle::<msg::FindEntry, _, _>(body, |req| async move {
@@ -68,25 +88,50 @@ impl Service for BookieService {
                     bookie.find_entry_by_offset(req.ledger_id, req.value)
                 };
                 match found {
-                    Ok(entry_id) => msg::FindEntryResponse { status: BookieStatus::ok(), entry_id },
-                    Err(e) => msg::FindEntryResponse { status: status(&e), entry_id: None },
+                    Ok(entry_id) => msg::FindEntryResponse {
+                        status: BookieStatus::ok(),
+                        entry_id,
+                    },
+                    Err(e) => msg::FindEntryResponse {
+                        status: status(&e),
+                        entry_id: None,
+                    },
                 }
             }),
             msg::ReadLac::ID => handle::<msg::ReadLac, _, _>(body, |req| async move {
                 lac_response(bookie.last_add_confirmed(req.ledger_id))
             }),
-            msg::Fence::ID => handle::<msg::Fence, _, _>(body, |req| async move { lac_response(bookie.fence(req.ledger_id).await) }),
-            msg::DeleteLedger::ID => handle::<msg::DeleteLedger, _, _>(body, |req| async move {
-                StatusResponse { status: bookie.delete_ledger(req.ledger_id).await.err().map_or_else(BookieStatus::ok, |e| status(&e)) }
+            msg::Fence::ID => handle::<msg::Fence, _, _>(body, |req| async move {
+                lac_response(bookie.fence(req.ledger_id).await)
             }),
-            other => Box::pin(async move { Err((Status::UnknownMethod, format!("bookie has no method {other}"))) }),
+            msg::DeleteLedger::ID => handle::<msg::DeleteLedger, _, _>(body, |req| async move {
+                StatusResponse {
+                    status: bookie
+                        .delete_ledger(req.ledger_id)
+                        .await
+                        .err()
+                        .map_or_else(BookieStatus::ok, |e| status(&e)),
+                }
+            }),
+            other => Box::pin(async move {
+                Err((
+                    Status::UnknownMethod,
+                    format!("bookie has no method {other}"),
+                ))
+            }),
         }
     }
 }
 
 fn lac_response(result: Result<Option<u64>, BookieError>) -> LacResponse {
     match result {
-        Ok(lac) => LacResponse { status: BookieStatus::ok(), lac },
-        Err(e) => LacResponse { status: status(&e), lac: None },
+        Ok(lac) => LacResponse {
+            status: BookieStatus::ok(),
+            lac,
+        },
+        Err(e) => LacResponse {
+            status: status(&e),
+            lac: None,
+        },
     }
 }

@@ -61,7 +61,10 @@ wire_struct! {
 
 impl TopicMeta {
     pub fn config(&self, name: &str) -> Option<&str> {
-        self.configs.iter().find(|c| c.name == name).map(|c| c.value.as_str())
+        self.configs
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.value.as_str())
     }
 }
 
@@ -142,7 +145,11 @@ mod tests {
             producers: vec![ProducerSnapshot {
                 producer_id: 1,
                 epoch: 0,
-                batches: vec![BatchSeq { first_seq: 0, last_seq: 9, base_offset: 90 }],
+                batches: vec![BatchSeq {
+                    first_seq: 0,
+                    last_seq: 9,
+                    base_offset: 90,
+                }],
             }],
         };
         let back: PartitionMeta = decode("k", meta.to_bytes()).unwrap();

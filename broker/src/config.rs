@@ -74,17 +74,26 @@ impl BrokerConfig {
 
     /// Checks the settings that can be wrong together, naming what to change.
     pub fn validate(&self) -> Result<(), String> {
-        if !(1 <= self.ack_quorum && self.ack_quorum <= self.write_quorum && self.write_quorum <= self.ensemble_size) {
+        if !(1 <= self.ack_quorum
+            && self.ack_quorum <= self.write_quorum
+            && self.write_quorum <= self.ensemble_size)
+        {
             return Err(format!(
                 "need 1 <= ack_quorum ({}) <= write_quorum ({}) <= ensemble_size ({})",
                 self.ack_quorum, self.write_quorum, self.ensemble_size
             ));
         }
         if self.default_partitions < 1 {
-            return Err(format!("default_partitions must be at least 1, not {}", self.default_partitions));
+            return Err(format!(
+                "default_partitions must be at least 1, not {}",
+                self.default_partitions
+            ));
         }
         if self.max_request_bytes < 1024 {
-            return Err(format!("max_request_bytes {} is too small to carry any request", self.max_request_bytes));
+            return Err(format!(
+                "max_request_bytes {} is too small to carry any request",
+                self.max_request_bytes
+            ));
         }
         Ok(())
     }

@@ -57,7 +57,11 @@ fn store_error(e: MetaError) -> StoreError {
 }
 
 impl GroupStore for MetaGroupStore {
-    async fn commit_offsets(&self, group: &str, offsets: Vec<CommittedOffset>) -> Result<(), StoreError> {
+    async fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: Vec<CommittedOffset>,
+    ) -> Result<(), StoreError> {
         let ops = offsets
             .iter()
             .map(|o| Op::Put {
@@ -67,7 +71,11 @@ impl GroupStore for MetaGroupStore {
                 lease: None,
             })
             .collect();
-        self.metadata.batch(ops).await.map(|_| ()).map_err(store_error)
+        self.metadata
+            .batch(ops)
+            .await
+            .map(|_| ())
+            .map_err(store_error)
     }
 
     async fn load_offsets(&self) -> Result<Vec<(String, CommittedOffset)>, StoreError> {
@@ -82,21 +90,40 @@ impl GroupStore for MetaGroupStore {
         Ok(out)
     }
 
-    async fn delete_offsets(&self, group: &str, partitions: Vec<(String, i32)>) -> Result<(), StoreError> {
+    async fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<(), StoreError> {
         let ops = partitions
             .iter()
-            .map(|(topic, partition)| Op::Delete { key: offset_key(group, topic, *partition), expect: Expect::Any })
+            .map(|(topic, partition)| Op::Delete {
+                key: offset_key(group, topic, *partition),
+                expect: Expect::Any,
+            })
             .collect();
-        self.metadata.batch(ops).await.map(|_| ()).map_err(store_error)
+        self.metadata
+            .batch(ops)
+            .await
+            .map(|_| ())
+            .map_err(store_error)
     }
 
     async fn delete_group(&self, group: &str) -> Result<(), StoreError> {
-        self.metadata.delete_prefix(&group_prefix(group)).await.map(|_| ()).map_err(store_error)
+        self.metadata
+            .delete_prefix(&group_prefix(group))
+            .await
+            .map(|_| ())
+            .map_err(store_error)
     }
 
     async fn save_group(&self, group: &str, state: PersistedGroup) -> Result<(), StoreError> {
         let key = format!("{}meta", group_prefix(group));
-        self.metadata.put(&key, Bytes::from(state.to_bytes()), Expect::Any, None).await.map(|_| ()).map_err(store_error)
+        self.metadata
+            .put(&key, Bytes::from(state.to_bytes()), Expect::Any, None)
+            .await
+            .map(|_| ())
+            .map_err(store_error)
     }
 
     async fn load_groups(&self) -> Result<Vec<(String, PersistedGroup)>, StoreError> {

@@ -67,11 +67,21 @@ impl Broker {
     /// Connects to the metadata service, loads the group coordinator and starts the Kafka
     /// listener on `listener`. Runs until `shutdown` is cancelled; `ready` is set once
     /// clients can be served.
-    pub async fn run(config: BrokerConfig, listener: TcpListener, ready: Arc<AtomicBool>, shutdown: CancellationToken) -> anyhow::Result<()> {
-        config.validate().map_err(|e| anyhow::anyhow!("invalid broker configuration: {e}"))?;
+    pub async fn run(
+        config: BrokerConfig,
+        listener: TcpListener,
+        ready: Arc<AtomicBool>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid broker configuration: {e}"))?;
         let local = listener.local_addr()?;
         let advertised = (
-            config.advertised_host.clone().unwrap_or_else(|| local.ip().to_string()),
+            config
+                .advertised_host
+                .clone()
+                .unwrap_or_else(|| local.ip().to_string()),
             config.advertised_port.unwrap_or(local.port()),
         );
         let metadata = MetadataClient::new(config.metadata_addr.clone());
@@ -94,7 +104,9 @@ impl Broker {
         };
         let groups = GroupCoordinator::new(MetaGroupStore::new(metadata.clone()), group_config)
             .await
-            .map_err(|e| anyhow::anyhow!("loading consumer groups from the metadata service failed: {e}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!("loading consumer groups from the metadata service failed: {e}")
+            })?;
         let broker = Arc::new(Broker {
             topics: Topics::new(metadata.clone()),
             partitions: Partitions::new(ctx),
@@ -114,7 +126,11 @@ impl Broker {
 
 /// Waits until the metadata service answers, logging progress, so the roles of a cluster
 /// can start in any order.
-async fn wait_for_metadata(metadata: &MetadataClient, addr: &str, shutdown: &CancellationToken) -> anyhow::Result<()> {
+async fn wait_for_metadata(
+    metadata: &MetadataClient,
+    addr: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let mut attempt = 0u32;
     loop {
         match metadata.get(catalog::LEDGER_ID_COUNTER).await {

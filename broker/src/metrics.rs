@@ -2,8 +2,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge,
 };
 
 fn must<T>(metric: prometheus::Result<T>, name: &str) -> T {
@@ -13,11 +13,22 @@ fn must<T>(metric: prometheus::Result<T>, name: &str) -> T {
 }
 
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    must(register_int_counter_vec!("stratalog_broker_requests_total", "Kafka requests by API", &["api"]), "requests")
+    must(
+        register_int_counter_vec!(
+            "stratalog_broker_requests_total",
+            "Kafka requests by API",
+            &["api"]
+        ),
+        "requests",
+    )
 });
 pub static REQUEST_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     must(
-        register_int_counter_vec!("stratalog_broker_request_errors_total", "Kafka partition-level errors returned, by API and error code", &["api", "code"]),
+        register_int_counter_vec!(
+            "stratalog_broker_request_errors_total",
+            "Kafka partition-level errors returned, by API and error code",
+            &["api", "code"]
+        ),
         "request_errors",
     )
 });
@@ -27,30 +38,93 @@ pub static REQUEST_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
             "stratalog_broker_request_seconds",
             "Time from reading a Kafka request to having its response ready, by API",
             &["api"],
-            vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+            vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0
+            ]
         ),
         "request_latency",
     )
 });
-pub static BYTES_IN: LazyLock<IntCounter> =
-    LazyLock::new(|| must(register_int_counter!("stratalog_broker_bytes_in_total", "Record batch bytes appended"), "bytes_in"));
-pub static BYTES_OUT: LazyLock<IntCounter> =
-    LazyLock::new(|| must(register_int_counter!("stratalog_broker_bytes_out_total", "Record batch bytes fetched"), "bytes_out"));
-pub static CONNECTIONS: LazyLock<IntGauge> =
-    LazyLock::new(|| must(register_int_gauge!("stratalog_broker_connections", "Open Kafka client connections"), "connections"));
+pub static BYTES_IN: LazyLock<IntCounter> = LazyLock::new(|| {
+    must(
+        register_int_counter!(
+            "stratalog_broker_bytes_in_total",
+            "Record batch bytes appended"
+        ),
+        "bytes_in",
+    )
+});
+pub static BYTES_OUT: LazyLock<IntCounter> = LazyLock::new(|| {
+    must(
+        register_int_counter!(
+            "stratalog_broker_bytes_out_total",
+            "Record batch bytes fetched"
+        ),
+        "bytes_out",
+    )
+});
+pub static CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    must(
+        register_int_gauge!(
+            "stratalog_broker_connections",
+            "Open Kafka client connections"
+        ),
+        "connections",
+    )
+});
 pub static CONNECTIONS_CLOSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     must(
-        register_int_counter_vec!("stratalog_broker_connections_closed_total", "Kafka connections closed, by reason", &["reason"]),
+        register_int_counter_vec!(
+            "stratalog_broker_connections_closed_total",
+            "Kafka connections closed, by reason",
+            &["reason"]
+        ),
         "connections_closed",
     )
 });
-pub static LEDGERS_OPENED: LazyLock<IntCounter> =
-    LazyLock::new(|| must(register_int_counter!("stratalog_broker_ledgers_opened_total", "Ledgers created for appends"), "ledgers_opened"));
-pub static LEDGERS_CLOSED: LazyLock<IntCounter> =
-    LazyLock::new(|| must(register_int_counter!("stratalog_broker_ledgers_closed_total", "Ledgers closed by a roll"), "ledgers_closed"));
-pub static READ_CACHE_HITS: LazyLock<IntCounter> =
-    LazyLock::new(|| must(register_int_counter!("stratalog_broker_read_cache_hits_total", "Reads served from the tail cache"), "cache_hits"));
-pub static READ_BOOKIE: LazyLock<IntCounter> =
-    LazyLock::new(|| must(register_int_counter!("stratalog_broker_read_bookie_total", "Reads served from bookies"), "read_bookie"));
-pub static PARTITIONS_OWNED: LazyLock<IntGauge> =
-    LazyLock::new(|| must(register_int_gauge!("stratalog_broker_partitions_owned", "Partitions this broker serves"), "partitions"));
+pub static LEDGERS_OPENED: LazyLock<IntCounter> = LazyLock::new(|| {
+    must(
+        register_int_counter!(
+            "stratalog_broker_ledgers_opened_total",
+            "Ledgers created for appends"
+        ),
+        "ledgers_opened",
+    )
+});
+pub static LEDGERS_CLOSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    must(
+        register_int_counter!(
+            "stratalog_broker_ledgers_closed_total",
+            "Ledgers closed by a roll"
+        ),
+        "ledgers_closed",
+    )
+});
+pub static READ_CACHE_HITS: LazyLock<IntCounter> = LazyLock::new(|| {
+    must(
+        register_int_counter!(
+            "stratalog_broker_read_cache_hits_total",
+            "Reads served from the tail cache"
+        ),
+        "cache_hits",
+    )
+});
+pub static READ_BOOKIE: LazyLock<IntCounter> = LazyLock::new(|| {
+    must(
+        register_int_counter!(
+            "stratalog_broker_read_bookie_total",
+            "Reads served from bookies"
+        ),
+        "read_bookie",
+    )
+});
+pub static PARTITIONS_OWNED: LazyLock<IntGauge> = LazyLock::new(|| {
+    must(
+        register_int_gauge!(
+            "stratalog_broker_partitions_owned",
+            "Partitions this broker serves"
+        ),
+        "partitions",
+    )
+});

@@ -20,13 +20,21 @@ pub struct Partitions {
 
 impl Partitions {
     pub fn new(ctx: Arc<LogContext>) -> Partitions {
-        Partitions { ctx, logs: Mutex::new(HashMap::new()) }
+        Partitions {
+            ctx,
+            logs: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The partition's log, taking the partition over if this broker does not serve it yet.
     /// Concurrent callers share one take-over; a failed one is retried by the next caller.
     pub async fn get(&self, topic: &str, partition: i32) -> Result<Arc<PartitionLog>, LogError> {
-        let slot = self.logs.lock().entry((topic.to_string(), partition)).or_default().clone();
+        let slot = self
+            .logs
+            .lock()
+            .entry((topic.to_string(), partition))
+            .or_default()
+            .clone();
         let log = slot
             .get_or_try_init(|| async {
                 let log = PartitionLog::open(self.ctx.clone(), topic, partition).await?;
@@ -39,7 +47,10 @@ impl Partitions {
 
     /// The partition's log if it is already open (no take-over).
     pub fn get_open(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
-        self.logs.lock().get(&(topic.to_string(), partition)).and_then(|slot| slot.get().cloned())
+        self.logs
+            .lock()
+            .get(&(topic.to_string(), partition))
+            .and_then(|slot| slot.get().cloned())
     }
 
     /// Stops serving the topic and deletes its data: ledgers on bookies, then the ledger lists.
@@ -52,7 +63,9 @@ impl Partitions {
             }
             let key = catalog::partition_key(topic, partition);
             let ledgers = match self.ctx.metadata.get(&key).await {
-                Ok(Some(kv)) => catalog::decode::<catalog::PartitionMeta>(&key, kv.value).map(|m| m.ledgers).unwrap_or_default(),
+                Ok(Some(kv)) => catalog::decode::<catalog::PartitionMeta>(&key, kv.value)
+                    .map(|m| m.ledgers)
+                    .unwrap_or_default(),
                 Ok(None) => Vec::new(),
                 Err(e) => {
                     warn!(topic, partition, error = %e, "cannot read the ledger list of a deleted partition; its ledgers stay on the bookies");
@@ -78,7 +91,12 @@ impl Partitions {
 
     /// Stops appending on every partition (shutdown).
     pub async fn close_all(&self) {
-        let logs: Vec<_> = self.logs.lock().drain().filter_map(|(_, slot)| slot.get().cloned()).collect();
+        let logs: Vec<_> = self
+            .logs
+            .lock()
+            .drain()
+            .filter_map(|(_, slot)| slot.get().cloned())
+            .collect();
         for log in logs {
             log.close().await;
         }

@@ -17,7 +17,11 @@ pub struct ProducerIds {
 
 impl ProducerIds {
     pub fn new(metadata: MetadataClient) -> ProducerIds {
-        ProducerIds { metadata, block: Mutex::new((0, 0)), reserve: tokio::sync::Mutex::new(()) }
+        ProducerIds {
+            metadata,
+            block: Mutex::new((0, 0)),
+            reserve: tokio::sync::Mutex::new(()),
+        }
     }
 
     pub async fn next(&self) -> Result<i64, MetaError> {
@@ -47,10 +51,22 @@ impl ProducerIds {
         loop {
             let current = self.metadata.get(PRODUCER_ID_COUNTER).await?;
             let (start, expect) = match &current {
-                Some(kv) => (i64::decode(&mut kv.value.clone()).unwrap_or(0), Expect::Revision(kv.mod_revision)),
+                Some(kv) => (
+                    i64::decode(&mut kv.value.clone()).unwrap_or(0),
+                    Expect::Revision(kv.mod_revision),
+                ),
                 None => (0, Expect::Absent),
             };
-            match self.metadata.put(PRODUCER_ID_COUNTER, (start + BLOCK).to_bytes(), expect, None).await {
+            match self
+                .metadata
+                .put(
+                    PRODUCER_ID_COUNTER,
+                    (start + BLOCK).to_bytes(),
+                    expect,
+                    None,
+                )
+                .await
+            {
                 Ok(_) => return Ok(start),
                 Err(MetaError::Conflict { .. }) => continue,
                 Err(e) => return Err(e),

@@ -26,13 +26,19 @@ pub struct TopicError {
 
 impl TopicError {
     fn new(code: i16, message: impl Into<String>) -> TopicError {
-        TopicError { code, message: message.into() }
+        TopicError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
 impl From<MetaError> for TopicError {
     fn from(e: MetaError) -> TopicError {
-        TopicError::new(codes::UNKNOWN_SERVER_ERROR, format!("metadata service: {e}"))
+        TopicError::new(
+            codes::UNKNOWN_SERVER_ERROR,
+            format!("metadata service: {e}"),
+        )
     }
 }
 
@@ -50,7 +56,9 @@ pub const TOPIC_CONFIG_DEFAULTS: &[(&str, &str)] = &[
 
 /// Kafka's rule for topic names.
 pub fn validate_name(name: &str) -> Result<(), TopicError> {
-    let legal = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-');
+    let legal = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-');
     if name.is_empty() || name == "." || name == ".." || name.len() > 249 || !legal {
         return Err(TopicError::new(
             codes::INVALID_TOPIC_EXCEPTION,
@@ -67,7 +75,10 @@ pub struct Topics {
 
 impl Topics {
     pub fn new(metadata: MetadataClient) -> Topics {
-        Topics { metadata, cache: RwLock::new(HashMap::new()) }
+        Topics {
+            metadata,
+            cache: RwLock::new(HashMap::new()),
+        }
     }
 
     /// The topic, from the cache or the metadata store.
@@ -76,8 +87,11 @@ impl Topics {
             return Ok(Some(meta.clone()));
         }
         let key = catalog::topic_key(name);
-        let Some(kv) = self.metadata.get(&key).await? else { return Ok(None) };
-        let meta: TopicMeta = catalog::decode(&key, kv.value).map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e))?;
+        let Some(kv) = self.metadata.get(&key).await? else {
+            return Ok(None);
+        };
+        let meta: TopicMeta = catalog::decode(&key, kv.value)
+            .map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e))?;
         self.cache.write().insert(name.to_string(), meta.clone());
         Ok(Some(meta))
     }
@@ -88,7 +102,8 @@ impl Topics {
         let mut out = Vec::new();
         for kv in self.metadata.list(&prefix).await? {
             let name = kv.key[prefix.len()..].to_string();
-            let meta: TopicMeta = catalog::decode(&kv.key, kv.value).map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e))?;
+            let meta: TopicMeta = catalog::decode(&kv.key, kv.value)
+                .map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e))?;
             out.push((name, meta));
         }
         let mut cache = self.cache.write();
@@ -97,27 +112,58 @@ impl Topics {
         Ok(out)
     }
 
-    pub async fn create(&self, name: &str, partitions: i32, configs: Vec<ConfigEntry>, validate_only: bool) -> Result<TopicMeta, TopicError> {
+    pub async fn create(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: Vec<ConfigEntry>,
+        validate_only: bool,
+    ) -> Result<TopicMeta, TopicError> {
         validate_name(name)?;
         if partitions < 1 {
-            return Err(TopicError::new(codes::INVALID_PARTITIONS, format!("{partitions} partitions; a topic needs at least 1")));
+            return Err(TopicError::new(
+                codes::INVALID_PARTITIONS,
+                format!("{partitions} partitions; a topic needs at least 1"),
+            ));
         }
         for c in &configs {
             if !TOPIC_CONFIG_DEFAULTS.iter().any(|(k, _)| *k == c.name) {
-                return Err(TopicError::new(codes::INVALID_CONFIG, format!("unknown topic config {:?}", c.name)));
+                return Err(TopicError::new(
+                    codes::INVALID_CONFIG,
+                    format!("unknown topic config {:?}", c.name),
+                ));
             }
         }
-        let meta = TopicMeta { id: *uuid::Uuid::new_v4().as_bytes(), partitions, configs };
+        let meta = TopicMeta {
+            id: *uuid::Uuid::new_v4().as_bytes(),
+            partitions,
+            configs,
+        };
         if self.get(name).await?.is_some() {
-            return Err(TopicError::new(codes::TOPIC_ALREADY_EXISTS, format!("topic {name} already exists")));
+            return Err(TopicError::new(
+                codes::TOPIC_ALREADY_EXISTS,
+                format!("topic {name} already exists"),
+            ));
         }
         if validate_only {
             return Ok(meta);
         }
-        match self.metadata.put(&catalog::topic_key(name), meta.to_bytes(), Expect::Absent, None).await {
+        match self
+            .metadata
+            .put(
+                &catalog::topic_key(name),
+                meta.to_bytes(),
+                Expect::Absent,
+                None,
+            )
+            .await
+        {
             Ok(_) => {}
             Err(MetaError::Conflict { .. }) => {
-                return Err(TopicError::new(codes::TOPIC_ALREADY_EXISTS, format!("topic {name} already exists")))
+                return Err(TopicError::new(
+                    codes::TOPIC_ALREADY_EXISTS,
+                    format!("topic {name} already exists"),
+                ))
             }
             Err(e) => return Err(e.into()),
         }
@@ -128,30 +174,54 @@ impl Topics {
     /// Removes the topic definition; the caller deletes its partitions' data.
     pub async fn delete(&self, name: &str) -> Result<TopicMeta, TopicError> {
         let Some(meta) = self.get(name).await? else {
-            return Err(TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name} does not exist")));
+            return Err(TopicError::new(
+                codes::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("topic {name} does not exist"),
+            ));
         };
-        self.metadata.delete(&catalog::topic_key(name), Expect::Any).await?;
+        self.metadata
+            .delete(&catalog::topic_key(name), Expect::Any)
+            .await?;
         self.cache.write().remove(name);
         Ok(meta)
     }
 
-    pub async fn set_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), TopicError> {
+    pub async fn set_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
         let key = catalog::topic_key(name);
         let Some(kv) = self.metadata.get(&key).await? else {
-            return Err(TopicError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name} does not exist")));
+            return Err(TopicError::new(
+                codes::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("topic {name} does not exist"),
+            ));
         };
-        let mut meta: TopicMeta = catalog::decode(&key, kv.value).map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e))?;
+        let mut meta: TopicMeta = catalog::decode(&key, kv.value)
+            .map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e))?;
         if count <= meta.partitions {
             return Err(TopicError::new(
                 codes::INVALID_PARTITIONS,
-                format!("topic {name} has {} partitions; the new count {count} must be larger", meta.partitions),
+                format!(
+                    "topic {name} has {} partitions; the new count {count} must be larger",
+                    meta.partitions
+                ),
             ));
         }
         if validate_only {
             return Ok(());
         }
         meta.partitions = count;
-        self.metadata.put(&key, meta.to_bytes(), Expect::Revision(kv.mod_revision), None).await?;
+        self.metadata
+            .put(
+                &key,
+                meta.to_bytes(),
+                Expect::Revision(kv.mod_revision),
+                None,
+            )
+            .await?;
         self.cache.write().insert(name.to_string(), meta);
         Ok(())
     }

@@ -10,7 +10,9 @@ use stratalog_protocol::internal::metadata::{
 use stratalog_protocol::internal::{Method, Status};
 use stratalog_runtime::rpc::{handle, Service, ServiceFuture};
 
-use crate::{EventKind, Expect, KeyValue, MetadataError, MetadataStore, Op, RaftInbox, RaftMessage};
+use crate::{
+    EventKind, Expect, KeyValue, MetadataError, MetadataStore, Op, RaftInbox, RaftMessage,
+};
 
 pub struct MetadataService {
     store: MetadataStore,
@@ -24,7 +26,13 @@ impl MetadataService {
 }
 
 fn kv_data(kv: KeyValue) -> KeyValueData {
-    KeyValueData { key: kv.key, value: kv.value, create_revision: kv.create_revision, mod_revision: kv.mod_revision, lease: kv.lease }
+    KeyValueData {
+        key: kv.key,
+        value: kv.value,
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        lease: kv.lease,
+    }
 }
 
 fn expect(e: ExpectData) -> Expect {
@@ -38,16 +46,28 @@ fn expect(e: ExpectData) -> Expect {
 fn status(e: MetadataError) -> MetaStatus {
     let message = e.to_string();
     let (code, hint, key, current) = match e {
-        MetadataError::Conflict { key, current } => (MetaCode::Conflict, None, key, current.map(kv_data)),
+        MetadataError::Conflict { key, current } => {
+            (MetaCode::Conflict, None, key, current.map(kv_data))
+        }
         MetadataError::NotLeader { leader } => (MetaCode::NotLeader, leader, String::new(), None),
-        MetadataError::LeaseNotFound(lease) => (MetaCode::LeaseNotFound, Some(lease), String::new(), None),
-        MetadataError::Compacted { oldest } => (MetaCode::Compacted, Some(oldest), String::new(), None),
+        MetadataError::LeaseNotFound(lease) => {
+            (MetaCode::LeaseNotFound, Some(lease), String::new(), None)
+        }
+        MetadataError::Compacted { oldest } => {
+            (MetaCode::Compacted, Some(oldest), String::new(), None)
+        }
         MetadataError::Timeout => (MetaCode::Timeout, None, String::new(), None),
         MetadataError::Storage(_) => (MetaCode::Storage, None, String::new(), None),
         MetadataError::ShuttingDown => (MetaCode::ShuttingDown, None, String::new(), None),
         _ => (MetaCode::Other, None, String::new(), None),
     };
-    MetaStatus { code: code as u16, message, hint, key, current }
+    MetaStatus {
+        code: code as u16,
+        message,
+        hint,
+        key,
+        current,
+    }
 }
 
 fn status_of<T>(result: &Result<T, MetadataError>) -> MetaStatus {
@@ -63,58 +83,115 @@ impl Service for MetadataService {
         match method {
             msg::Get::ID => handle::<msg::Get, _, _>(body, |req| async move {
                 let r = store.get(&req.key).await;
-                msg::GetResponse { status: status_of(&r), kv: r.ok().flatten().map(kv_data) }
+                msg::GetResponse {
+                    status: status_of(&r),
+                    kv: r.ok().flatten().map(kv_data),
+                }
             }),
             msg::List::ID => handle::<msg::List, _, _>(body, |req| async move {
                 let r = store.list(&req.key).await;
-                msg::ListResponse { status: status_of(&r), kvs: r.unwrap_or_default().into_iter().map(kv_data).collect() }
+                msg::ListResponse {
+                    status: status_of(&r),
+                    kvs: r.unwrap_or_default().into_iter().map(kv_data).collect(),
+                }
             }),
             msg::Put::ID => handle::<msg::Put, _, _>(body, |req| async move {
-                let r = store.put(&req.key, req.value, expect(req.expect), req.lease).await;
-                msg::GetResponse { status: status_of(&r), kv: r.ok().map(kv_data) }
+                let r = store
+                    .put(&req.key, req.value, expect(req.expect), req.lease)
+                    .await;
+                msg::GetResponse {
+                    status: status_of(&r),
+                    kv: r.ok().map(kv_data),
+                }
             }),
             msg::Delete::ID => handle::<msg::Delete, _, _>(body, |req| async move {
                 let r = store.delete(&req.key, expect(req.expect)).await;
-                msg::CountResponse { status: status_of(&r), count: r.map_or(0, u64::from) }
+                msg::CountResponse {
+                    status: status_of(&r),
+                    count: r.map_or(0, u64::from),
+                }
             }),
             msg::DeletePrefix::ID => handle::<msg::DeletePrefix, _, _>(body, |req| async move {
                 let r = store.delete_prefix(&req.key).await;
-                msg::CountResponse { status: status_of(&r), count: r.unwrap_or(0) }
+                msg::CountResponse {
+                    status: status_of(&r),
+                    count: r.unwrap_or(0),
+                }
             }),
             msg::Batch::ID => handle::<msg::Batch, _, _>(body, |req| async move {
                 let ops = req
                     .ops
                     .into_iter()
                     .map(|op| match op.delete {
-                        true => Op::Delete { key: op.key, expect: expect(op.expect) },
-                        false => Op::Put { key: op.key, value: op.value, expect: expect(op.expect), lease: op.lease },
+                        true => Op::Delete {
+                            key: op.key,
+                            expect: expect(op.expect),
+                        },
+                        false => Op::Put {
+                            key: op.key,
+                            value: op.value,
+                            expect: expect(op.expect),
+                            lease: op.lease,
+                        },
                     })
                     .collect();
                 let r = store.batch(ops).await;
                 let status = status_of(&r);
-                msg::BatchResponse { status, results: r.unwrap_or_default().into_iter().map(|kv| kv.map(kv_data)).collect() }
+                msg::BatchResponse {
+                    status,
+                    results: r
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|kv| kv.map(kv_data))
+                        .collect(),
+                }
             }),
             msg::GrantLease::ID => handle::<msg::GrantLease, _, _>(body, |req| async move {
                 let r = store.grant_lease(Duration::from_millis(req.ttl_ms)).await;
-                msg::LeaseResponse { status: status_of(&r), lease: r.unwrap_or(0), ttl_ms: req.ttl_ms }
+                msg::LeaseResponse {
+                    status: status_of(&r),
+                    lease: r.unwrap_or(0),
+                    ttl_ms: req.ttl_ms,
+                }
             }),
             msg::KeepAlive::ID => handle::<msg::KeepAlive, _, _>(body, |req| async move {
                 let r = store.keep_alive(req.lease).await;
-                msg::LeaseResponse { status: status_of(&r), lease: req.lease, ttl_ms: r.map_or(0, |d| d.as_millis() as u64) }
+                msg::LeaseResponse {
+                    status: status_of(&r),
+                    lease: req.lease,
+                    ttl_ms: r.map_or(0, |d| d.as_millis() as u64),
+                }
             }),
             msg::RevokeLease::ID => handle::<msg::RevokeLease, _, _>(body, |req| async move {
                 let r = store.revoke_lease(req.lease).await;
-                msg::LeaseResponse { status: status_of(&r), lease: req.lease, ttl_ms: 0 }
+                msg::LeaseResponse {
+                    status: status_of(&r),
+                    lease: req.lease,
+                    ttl_ms: 0,
+                }
             }),
             msg::Watch::ID => handle::<msg::Watch, _, _>(body, |req| async move {
-                let r = store.watch(&req.prefix, req.after_revision, Duration::from_millis(req.timeout_ms)).await;
+                let r = store
+                    .watch(
+                        &req.prefix,
+                        req.after_revision,
+                        Duration::from_millis(req.timeout_ms),
+                    )
+                    .await;
                 let status = status_of(&r);
                 let (events, revision) = r.unwrap_or_default();
                 let events = events
                     .into_iter()
-                    .map(|e| EventData { delete: e.kind == EventKind::Delete, kv: kv_data(e.kv) })
+                    .map(|e| EventData {
+                        delete: e.kind == EventKind::Delete,
+                        kv: kv_data(e.kv),
+                    })
                     .collect();
-                msg::WatchResponse { status, events, revision }
+                msg::WatchResponse {
+                    status,
+                    events,
+                    revision,
+                }
             }),
             msg::RaftMessage::ID => {
                 let inbox = self.inbox.clone();
@@ -124,12 +201,21 @@ impl Service for MetadataService {
                             inbox.step(m);
                             MetaStatus::ok()
                         }
-                        Err(e) => MetaStatus { code: MetaCode::Other as u16, message: format!("bad raft message: {e}"), ..Default::default() },
+                        Err(e) => MetaStatus {
+                            code: MetaCode::Other as u16,
+                            message: format!("bad raft message: {e}"),
+                            ..Default::default()
+                        },
                     };
                     StatusOnly { status }
                 })
             }
-            other => Box::pin(async move { Err((Status::UnknownMethod, format!("metadata service has no method {other}"))) }),
+            other => Box::pin(async move {
+                Err((
+                    Status::UnknownMethod,
+                    format!("metadata service has no method {other}"),
+                ))
+            }),
         }
     }
 }

@@ -34,7 +34,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     read_exact(reader, &mut size[1..]).await?;
     let size = i32::from_be_bytes(size);
     if size < 0 || size as u64 > limit as u64 {
-        return Err(FrameError::TooLarge { size: size as u32 as u64, limit });
+        return Err(FrameError::TooLarge {
+            size: size as u32 as u64,
+            limit,
+        });
     }
     let size = size as usize;
     buf.clear();
@@ -45,7 +48,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(buf.split().freeze())
 }
 
-async fn read_exact<R: AsyncRead + Unpin>(reader: &mut R, out: &mut [u8]) -> Result<(), FrameError> {
+async fn read_exact<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    out: &mut [u8],
+) -> Result<(), FrameError> {
     match reader.read_exact(out).await {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(FrameError::Truncated),
@@ -61,14 +67,29 @@ mod tests {
     async fn reads_frames_and_refuses_huge_ones() {
         let mut input: &[u8] = &[0, 0, 0, 2, b'h', b'i', 0, 0, 0];
         let mut buf = BytesMut::new();
-        assert_eq!(&read_frame(&mut input, &mut buf, 10).await.unwrap()[..], b"hi");
-        assert!(matches!(read_frame(&mut input, &mut buf, 10).await, Err(FrameError::Truncated)));
+        assert_eq!(
+            &read_frame(&mut input, &mut buf, 10).await.unwrap()[..],
+            b"hi"
+        );
+        assert!(matches!(
+            read_frame(&mut input, &mut buf, 10).await,
+            Err(FrameError::Truncated)
+        ));
 
         let mut huge: &[u8] = &[0x7f, 0xff, 0xff, 0xff];
-        assert!(matches!(read_frame(&mut huge, &mut buf, 10).await, Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            read_frame(&mut huge, &mut buf, 10).await,
+            Err(FrameError::TooLarge { .. })
+        ));
         let mut empty: &[u8] = &[];
-        assert!(matches!(read_frame(&mut empty, &mut buf, 10).await, Err(FrameError::Closed)));
+        assert!(matches!(
+            read_frame(&mut empty, &mut buf, 10).await,
+            Err(FrameError::Closed)
+        ));
         let mut negative: &[u8] = &[0xff, 0xff, 0xff, 0xfe];
-        assert!(matches!(read_frame(&mut negative, &mut buf, 10).await, Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            read_frame(&mut negative, &mut buf, 10).await,
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 }

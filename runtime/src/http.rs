@@ -66,7 +66,10 @@ async fn metrics() -> (StatusCode, String) {
     let mut out = Vec::new();
     match TextEncoder::new().encode(&prometheus::gather(), &mut out) {
         Ok(()) => (StatusCode::OK, String::from_utf8_lossy(&out).into_owned()),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics failed: {e}\n")),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics failed: {e}\n"),
+        ),
     }
 }
 
@@ -75,6 +78,9 @@ async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, String) {
     if waiting.is_empty() {
         (StatusCode::OK, "ready\n".into())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", waiting.join(", ")))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", waiting.join(", ")),
+        )
     }
 }

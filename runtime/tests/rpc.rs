@@ -21,7 +21,12 @@ impl Service for Echo {
             AddEntry::ID => rpc::handle::<AddEntry, _, _>(body, |req| async move {
                 let delay = 50u64.saturating_sub(req.entry.entry_id);
                 tokio::time::sleep(Duration::from_millis(delay)).await;
-                AddEntryResponse { status: BookieStatus { code: 0, message: req.entry.entry_id.to_string() } }
+                AddEntryResponse {
+                    status: BookieStatus {
+                        code: 0,
+                        message: req.entry.entry_id.to_string(),
+                    },
+                }
             }),
             _ => Box::pin(async move { Err((Status::UnknownMethod, format!("method {method}"))) }),
         }
@@ -37,7 +42,13 @@ async fn start() -> (String, CancellationToken) {
 }
 
 fn entry(id: u64) -> EntryData {
-    EntryData { entry_id: id, base_offset: 0, last_offset: 0, max_timestamp: 0, payload: Bytes::from_static(b"x") }
+    EntryData {
+        entry_id: id,
+        base_offset: 0,
+        last_offset: 0,
+        max_timestamp: 0,
+        payload: Bytes::from_static(b"x"),
+    }
 }
 
 #[tokio::test]
@@ -47,7 +58,11 @@ async fn many_calls_in_flight_on_one_connection_complete_out_of_order() {
     let calls = (0..50u64).map(|id| {
         let client = client.clone();
         tokio::spawn(async move {
-            let req = stratalog_protocol::internal::bookie::AddEntryRequest { ledger_id: 1, recovery: false, entry: entry(id) };
+            let req = stratalog_protocol::internal::bookie::AddEntryRequest {
+                ledger_id: 1,
+                recovery: false,
+                entry: entry(id),
+            };
             let resp = client.call::<AddEntry>(&req).await.unwrap();
             assert_eq!(resp.status.message, id.to_string());
         })
@@ -57,16 +72,34 @@ async fn many_calls_in_flight_on_one_connection_complete_out_of_order() {
         call.await.unwrap();
     }
     // Sequential calls would take the sum of the delays (~1.2 s); pipelined ones the max.
-    assert!(started.elapsed() < Duration::from_millis(1000), "calls were not pipelined");
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "calls were not pipelined"
+    );
 }
 
 #[tokio::test]
 async fn unknown_method_is_a_remote_error_and_connection_survives() {
     let (addr, _shutdown) = start().await;
     let client = RpcClient::new(addr, RpcOptions::default());
-    let err = client.call::<ReadLac>(&stratalog_protocol::internal::bookie::LedgerRequest { ledger_id: 1 }).await;
-    assert!(matches!(err, Err(RpcError::Remote { status: Status::UnknownMethod, .. })), "{err:?}");
-    let req = stratalog_protocol::internal::bookie::AddEntryRequest { ledger_id: 1, recovery: false, entry: entry(49) };
+    let err = client
+        .call::<ReadLac>(&stratalog_protocol::internal::bookie::LedgerRequest { ledger_id: 1 })
+        .await;
+    assert!(
+        matches!(
+            err,
+            Err(RpcError::Remote {
+                status: Status::UnknownMethod,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    let req = stratalog_protocol::internal::bookie::AddEntryRequest {
+        ledger_id: 1,
+        recovery: false,
+        entry: entry(49),
+    };
     assert!(client.call::<AddEntry>(&req).await.is_ok());
 }
 
@@ -74,15 +107,24 @@ async fn unknown_method_is_a_remote_error_and_connection_survives() {
 async fn timeouts_and_refused_connections_are_errors() {
     let (addr, _shutdown) = start().await;
     let client = RpcClient::new(addr, RpcOptions::default());
-    let req = stratalog_protocol::internal::bookie::AddEntryRequest { ledger_id: 1, recovery: false, entry: entry(0) };
-    let err = client.call_with_timeout::<AddEntry>(&req, Duration::from_millis(5)).await;
+    let req = stratalog_protocol::internal::bookie::AddEntryRequest {
+        ledger_id: 1,
+        recovery: false,
+        entry: entry(0),
+    };
+    let err = client
+        .call_with_timeout::<AddEntry>(&req, Duration::from_millis(5))
+        .await;
     assert!(matches!(err, Err(RpcError::Timeout { .. })), "{err:?}");
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead = listener.local_addr().unwrap().to_string();
     drop(listener);
     let client = RpcClient::new(dead, RpcOptions::default());
-    assert!(matches!(client.call::<AddEntry>(&req).await, Err(RpcError::Connect { .. })));
+    assert!(matches!(
+        client.call::<AddEntry>(&req).await,
+        Err(RpcError::Connect { .. })
+    ));
 }
 
 #[tokio::test]
@@ -92,10 +134,17 @@ async fn garbage_from_a_client_closes_only_that_connection() {
     let mut raw = tokio::net::TcpStream::connect(&addr).await.unwrap();
     raw.write_all(&[0, 0, 0, 3, 9, 9, 9]).await.unwrap();
     let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(n, 0, "server should close a connection that sends garbage");
 
     let client = RpcClient::new(addr, RpcOptions::default());
-    let req = stratalog_protocol::internal::bookie::AddEntryRequest { ledger_id: 1, recovery: false, entry: entry(49) };
+    let req = stratalog_protocol::internal::bookie::AddEntryRequest {
+        ledger_id: 1,
+        recovery: false,
+        entry: entry(49),
+    };
     assert!(client.call::<AddEntry>(&req).await.is_ok());
 }

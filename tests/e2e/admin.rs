@@ -24,30 +24,67 @@ async fn create_describe_grow_and_delete_topics() {
         .await
         .unwrap();
     assert!(created[0].is_ok());
-    assert!(matches!(created[1], Err((_, RDKafkaErrorCode::InvalidTopic))), "{:?}", created[1]);
+    assert!(
+        matches!(created[1], Err((_, RDKafkaErrorCode::InvalidTopic))),
+        "{:?}",
+        created[1]
+    );
 
-    let again = admin.create_topics(&[NewTopic::new("orders", 3, TopicReplication::Fixed(1))], &opts).await.unwrap();
-    assert!(matches!(again[0], Err((_, RDKafkaErrorCode::TopicAlreadyExists))));
+    let again = admin
+        .create_topics(
+            &[NewTopic::new("orders", 3, TopicReplication::Fixed(1))],
+            &opts,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        again[0],
+        Err((_, RDKafkaErrorCode::TopicAlreadyExists))
+    ));
 
     let consumer = assigned_consumer(&server.bootstrap());
-    let md = consumer.fetch_metadata(Some("orders"), Duration::from_secs(10)).unwrap();
+    let md = consumer
+        .fetch_metadata(Some("orders"), Duration::from_secs(10))
+        .unwrap();
     assert_eq!(md.topics()[0].partitions().len(), 3);
 
-    let configs = admin.describe_configs(&[ResourceSpecifier::Topic("orders")], &opts).await.unwrap();
+    let configs = admin
+        .describe_configs(&[ResourceSpecifier::Topic("orders")], &opts)
+        .await
+        .unwrap();
     let resource = configs[0].as_ref().expect("config resource");
     let retention = resource.get("retention.ms").expect("retention.ms");
     assert_eq!(retention.value.as_deref(), Some("1000"));
 
-    let grown = admin.create_partitions(&[NewPartitions::new("orders", 5)], &opts).await.unwrap();
+    let grown = admin
+        .create_partitions(&[NewPartitions::new("orders", 5)], &opts)
+        .await
+        .unwrap();
     assert!(grown[0].is_ok());
-    let shrink = admin.create_partitions(&[NewPartitions::new("orders", 2)], &opts).await.unwrap();
-    assert!(matches!(shrink[0], Err((_, RDKafkaErrorCode::InvalidPartitions))));
-    let md = consumer.fetch_metadata(Some("orders"), Duration::from_secs(10)).unwrap();
+    let shrink = admin
+        .create_partitions(&[NewPartitions::new("orders", 2)], &opts)
+        .await
+        .unwrap();
+    assert!(matches!(
+        shrink[0],
+        Err((_, RDKafkaErrorCode::InvalidPartitions))
+    ));
+    let md = consumer
+        .fetch_metadata(Some("orders"), Duration::from_secs(10))
+        .unwrap();
     assert_eq!(md.topics()[0].partitions().len(), 5);
 
-    let deleted = admin.delete_topics(&["orders", "missing"], &opts).await.unwrap();
+    let deleted = admin
+        .delete_topics(&["orders", "missing"], &opts)
+        .await
+        .unwrap();
     assert!(deleted[0].is_ok());
-    assert!(matches!(deleted[1], Err((_, RDKafkaErrorCode::UnknownTopicOrPartition))));
-    let md = consumer.fetch_metadata(None, Duration::from_secs(10)).unwrap();
+    assert!(matches!(
+        deleted[1],
+        Err((_, RDKafkaErrorCode::UnknownTopicOrPartition))
+    ));
+    let md = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
     assert!(md.topics().iter().all(|t| t.name() != "orders"));
 }

@@ -25,7 +25,15 @@ async fn malformed_frames_close_only_their_connection() {
     let bootstrap = server.bootstrap();
     create_topic(&bootstrap, "safe", 1).await;
     let producer = producer(&bootstrap);
-    producer.send(FutureRecord::<(), str>::to("safe").partition(0).payload("before"), Duration::from_secs(10)).await.unwrap();
+    producer
+        .send(
+            FutureRecord::<(), str>::to("safe")
+                .partition(0)
+                .payload("before"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
 
     // Garbage that is not a Kafka header.
     let mut c = RawConn::connect(server.kafka);
@@ -67,19 +75,38 @@ async fn malformed_frames_close_only_their_connection() {
     c.send_bytes(&frame(&[0, 18, 0, 99, 0, 0, 0, 7, 0, 0]));
     let response = c.read_frame().expect("ApiVersions answer");
     assert_eq!(&response[..4], &7i32.to_be_bytes());
-    assert_eq!(i16::from_be_bytes([response[4], response[5]]), UNSUPPORTED_VERSION);
+    assert_eq!(
+        i16::from_be_bytes([response[4], response[5]]),
+        UNSUPPORTED_VERSION
+    );
 
     // The connection that asked properly still works, and so do real clients.
     let mut c = RawConn::connect(server.kafka);
-    let versions: ApiVersionsResponse = c.request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let versions: ApiVersionsResponse =
+        c.request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     assert_eq!(versions.error_code, 0);
-    let _: kafka_protocol::messages::MetadataResponse = c.request(ApiKey::Metadata, 12, &MetadataRequest::default());
-    producer.send(FutureRecord::<(), str>::to("safe").partition(0).payload("after"), Duration::from_secs(10)).await.unwrap();
+    let _: kafka_protocol::messages::MetadataResponse =
+        c.request(ApiKey::Metadata, 12, &MetadataRequest::default());
+    producer
+        .send(
+            FutureRecord::<(), str>::to("safe")
+                .partition(0)
+                .payload("after"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
     let consumer = assigned_consumer(&bootstrap);
     assign_from_beginning(&consumer, "safe", 1);
     let got = consume(&consumer, 2, Duration::from_secs(20));
-    let values: Vec<_> = got.iter().map(|m| m.payload().map(<[u8]>::to_vec)).collect();
-    assert_eq!(values, vec![Some(b"before".to_vec()), Some(b"after".to_vec())]);
+    let values: Vec<_> = got
+        .iter()
+        .map(|m| m.payload().map(<[u8]>::to_vec))
+        .collect();
+    assert_eq!(
+        values,
+        vec![Some(b"before".to_vec()), Some(b"after".to_vec())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,16 +116,25 @@ async fn invalid_record_batches_are_rejected_and_the_log_stays_intact() {
     let mut c = RawConn::connect(server.kafka);
 
     let good = record_batch(3, -1, -1, -1);
-    assert_eq!(raw_produce(&mut c, "strict", 0, good.clone().freeze()), (0, 0));
+    assert_eq!(
+        raw_produce(&mut c, "strict", 0, good.clone().freeze()),
+        (0, 0)
+    );
 
     let mut bad_crc = good.clone();
     let last = bad_crc.len() - 1;
     bad_crc[last] ^= 0x55;
-    assert_eq!(raw_produce(&mut c, "strict", 0, bad_crc.freeze()).0, CORRUPT_MESSAGE);
+    assert_eq!(
+        raw_produce(&mut c, "strict", 0, bad_crc.freeze()).0,
+        CORRUPT_MESSAGE
+    );
 
     let mut bad_magic = good.clone();
     bad_magic[16] = 1;
-    assert_eq!(raw_produce(&mut c, "strict", 0, bad_magic.freeze()).0, INVALID_RECORD);
+    assert_eq!(
+        raw_produce(&mut c, "strict", 0, bad_magic.freeze()).0,
+        INVALID_RECORD
+    );
 
     // Claims 4 records, holds 3 (CRC recomputed so only the count is wrong).
     let mut miscounted = good.clone();
@@ -106,23 +142,40 @@ async fn invalid_record_batches_are_rejected_and_the_log_stays_intact() {
     miscounted[23..27].copy_from_slice(&3i32.to_be_bytes());
     let crc = crc32c(&miscounted[21..]);
     miscounted[17..21].copy_from_slice(&crc.to_be_bytes());
-    assert_eq!(raw_produce(&mut c, "strict", 0, miscounted.freeze()).0, INVALID_RECORD);
+    assert_eq!(
+        raw_produce(&mut c, "strict", 0, miscounted.freeze()).0,
+        INVALID_RECORD
+    );
 
     let truncated = good.clone().split_to(good.len() - 4);
-    assert_eq!(raw_produce(&mut c, "strict", 0, truncated.freeze()).0, CORRUPT_MESSAGE);
+    assert_eq!(
+        raw_produce(&mut c, "strict", 0, truncated.freeze()).0,
+        CORRUPT_MESSAGE
+    );
 
     let mut two_batches = good.clone();
     two_batches.extend_from_slice(&good);
-    assert_eq!(raw_produce(&mut c, "strict", 0, two_batches.freeze()).0, INVALID_RECORD);
+    assert_eq!(
+        raw_produce(&mut c, "strict", 0, two_batches.freeze()).0,
+        INVALID_RECORD
+    );
 
-    assert_eq!(raw_produce(&mut c, "nope", 0, good.clone().freeze()).0, UNKNOWN_TOPIC_OR_PARTITION);
-    assert_eq!(raw_produce(&mut c, "strict", 7, good.clone().freeze()).0, UNKNOWN_TOPIC_OR_PARTITION);
+    assert_eq!(
+        raw_produce(&mut c, "nope", 0, good.clone().freeze()).0,
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
+    assert_eq!(
+        raw_produce(&mut c, "strict", 7, good.clone().freeze()).0,
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
 
     // Only the good batches are in the log, at consecutive offsets.
     assert_eq!(raw_produce(&mut c, "strict", 0, good.freeze()), (0, 3));
     let consumer = assigned_consumer(&server.bootstrap());
     assign_from_beginning(&consumer, "strict", 1);
     let got = consume(&consumer, 6, Duration::from_secs(20));
-    assert_eq!(got.iter().map(|m| m.offset()).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(
+        got.iter().map(|m| m.offset()).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4, 5]
+    );
 }
-

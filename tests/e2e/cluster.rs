@@ -14,7 +14,15 @@ async fn metadata_bookie_and_broker_as_separate_processes() {
     let metadata_addr = format!("127.0.0.1:{metadata_port}");
     let http = free_port();
     let mut metadata = Process::spawn(
-        vec!["metadata".into(), "--data-dir".into(), data("metadata"), "--listen".into(), metadata_addr.clone(), "--http-listen".into(), format!("127.0.0.1:{http}")],
+        vec![
+            "metadata".into(),
+            "--data-dir".into(),
+            data("metadata"),
+            "--listen".into(),
+            metadata_addr.clone(),
+            "--http-listen".into(),
+            format!("127.0.0.1:{http}"),
+        ],
         http,
         dir.path().join("metadata.log"),
     );
@@ -61,7 +69,15 @@ async fn metadata_bookie_and_broker_as_separate_processes() {
     create_topic(&bootstrap, "split", 2).await;
     let producer = producer(&bootstrap);
     for i in 0..20 {
-        producer.send(FutureRecord::<(), String>::to("split").partition(i % 2).payload(&format!("{i}")), Duration::from_secs(10)).await.expect("delivered");
+        producer
+            .send(
+                FutureRecord::<(), String>::to("split")
+                    .partition(i % 2)
+                    .payload(&format!("{i}")),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("delivered");
     }
     let consumer = assigned_consumer(&bootstrap);
     assign_from_beginning(&consumer, "split", 2);

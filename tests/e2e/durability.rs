@@ -28,7 +28,14 @@ async fn kill_9_under_load_loses_no_acknowledged_record() {
             let value = format!("v{i}");
             let p = producer.clone();
             pending.push(tokio::spawn(async move {
-                let r = p.send(FutureRecord::<(), String>::to("durable").partition((i % 2) as i32).payload(&value), Duration::from_secs(5)).await;
+                let r = p
+                    .send(
+                        FutureRecord::<(), String>::to("durable")
+                            .partition((i % 2) as i32)
+                            .payload(&value),
+                        Duration::from_secs(5),
+                    )
+                    .await;
                 r.ok().map(|d| ((d.partition, d.offset), value))
             }));
             if i % 500 == 0 {
@@ -45,28 +52,68 @@ async fn kill_9_under_load_loses_no_acknowledged_record() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     server.process.kill();
     let acked = load.await.unwrap();
-    assert!(!acked.is_empty(), "nothing was acknowledged before the kill");
+    assert!(
+        !acked.is_empty(),
+        "nothing was acknowledged before the kill"
+    );
 
     server.process.restart();
     let consumer = assigned_consumer(&bootstrap);
     assign_from_beginning(&consumer, "durable", 2);
-    let (_, high0) = rdkafka::consumer::Consumer::fetch_watermarks(&consumer, "durable", 0, Duration::from_secs(10)).unwrap();
-    let (_, high1) = rdkafka::consumer::Consumer::fetch_watermarks(&consumer, "durable", 1, Duration::from_secs(10)).unwrap();
+    let (_, high0) = rdkafka::consumer::Consumer::fetch_watermarks(
+        &consumer,
+        "durable",
+        0,
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let (_, high1) = rdkafka::consumer::Consumer::fetch_watermarks(
+        &consumer,
+        "durable",
+        1,
+        Duration::from_secs(10),
+    )
+    .unwrap();
     let got = consume(&consumer, (high0 + high1) as usize, Duration::from_secs(60));
     let stored: BTreeMap<(i32, i64), String> = got
         .iter()
-        .map(|m| ((m.partition(), m.offset()), String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()))
+        .map(|m| {
+            (
+                (m.partition(), m.offset()),
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            )
+        })
         .collect();
     for (key, value) in &acked {
-        assert_eq!(stored.get(key), Some(value), "acknowledged record {key:?} lost or changed");
+        assert_eq!(
+            stored.get(key),
+            Some(value),
+            "acknowledged record {key:?} lost or changed"
+        );
     }
     for p in 0..2 {
-        let offsets: Vec<i64> = stored.keys().filter(|(part, _)| *part == p).map(|(_, o)| *o).collect();
-        assert_eq!(offsets, (0..offsets.len() as i64).collect::<Vec<_>>(), "partition {p} has gaps");
+        let offsets: Vec<i64> = stored
+            .keys()
+            .filter(|(part, _)| *part == p)
+            .map(|(_, o)| *o)
+            .collect();
+        assert_eq!(
+            offsets,
+            (0..offsets.len() as i64).collect::<Vec<_>>(),
+            "partition {p} has gaps"
+        );
     }
 
     // New records go after the recovered ones: no offset is reused.
     let after = crate::harness::producer(&bootstrap);
-    let delivery = after.send(FutureRecord::<(), str>::to("durable").partition(0).payload("after"), Duration::from_secs(10)).await.unwrap();
+    let delivery = after
+        .send(
+            FutureRecord::<(), str>::to("durable")
+                .partition(0)
+                .payload("after"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
     assert_eq!(delivery.offset, high0);
 }

@@ -20,11 +20,17 @@ fn group_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
 }
 
 fn assignment(c: &BaseConsumer) -> HashSet<i32> {
-    c.assignment().map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default()
+    c.assignment()
+        .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+        .unwrap_or_default()
 }
 
 /// Polls both consumers until `done` holds or the deadline passes.
-fn poll_until(consumers: &[&BaseConsumer], timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+fn poll_until(
+    consumers: &[&BaseConsumer],
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         for c in consumers {
@@ -44,7 +50,15 @@ async fn two_members_rebalance_and_resume_from_committed_offsets() {
     create_topic(&bootstrap, "grouped", 4).await;
     let producer = producer(&bootstrap);
     for i in 0..40 {
-        producer.send(FutureRecord::<(), String>::to("grouped").partition(i % 4).payload(&format!("r{i}")), Duration::from_secs(10)).await.unwrap();
+        producer
+            .send(
+                FutureRecord::<(), String>::to("grouped")
+                    .partition(i % 4)
+                    .payload(&format!("r{i}")),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
     }
 
     let a = group_consumer(&bootstrap, "g1");
@@ -55,7 +69,13 @@ async fn two_members_rebalance_and_resume_from_committed_offsets() {
         let (sa, sb) = (assignment(&a), assignment(&b));
         sa.len() == 2 && sb.len() == 2 && sa.is_disjoint(&sb)
     });
-    assert!(balanced, "no 2+2 assignment: a={:?} b={:?}\nlog:\n{}", assignment(&a), assignment(&b), server.process.log_text());
+    assert!(
+        balanced,
+        "no 2+2 assignment: a={:?} b={:?}\nlog:\n{}",
+        assignment(&a),
+        assignment(&b),
+        server.process.log_text()
+    );
 
     // Each member reads and commits its partitions' first 10 records (5 per partition).
     let mut seen = 0;
@@ -66,7 +86,12 @@ async fn two_members_rebalance_and_resume_from_committed_offsets() {
                 if m.offset() < 5 {
                     seen += 1;
                     let mut tpl = rdkafka::TopicPartitionList::new();
-                    tpl.add_partition_offset("grouped", m.partition(), rdkafka::Offset::Offset(m.offset() + 1)).unwrap();
+                    tpl.add_partition_offset(
+                        "grouped",
+                        m.partition(),
+                        rdkafka::Offset::Offset(m.offset() + 1),
+                    )
+                    .unwrap();
                     c.commit(&tpl, CommitMode::Sync).unwrap();
                 }
             }
@@ -90,10 +115,21 @@ async fn two_members_rebalance_and_resume_from_committed_offsets() {
             first_offsets.entry(m.partition()).or_insert(m.offset());
         }
     }
-    assert_eq!(first_offsets.len(), 4, "log:\n{}", server.process.log_text());
-    assert!(first_offsets.values().all(|&o| o == 5), "resumed at {first_offsets:?}");
+    assert_eq!(
+        first_offsets.len(),
+        4,
+        "log:\n{}",
+        server.process.log_text()
+    );
+    assert!(
+        first_offsets.values().all(|&o| o == 5),
+        "resumed at {first_offsets:?}"
+    );
     let committed = c.committed(Duration::from_secs(10)).unwrap();
-    assert!(committed.elements().iter().all(|e| e.offset() == rdkafka::Offset::Offset(5)));
+    assert!(committed
+        .elements()
+        .iter()
+        .all(|e| e.offset() == rdkafka::Offset::Offset(5)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,10 +139,16 @@ async fn committed_offsets_with_metadata_survive_a_restart() {
     create_topic(&bootstrap, "kept", 1).await;
     let c = group_consumer(&bootstrap, "g2");
     let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset("kept", 0, rdkafka::Offset::Offset(42)).unwrap();
+    tpl.add_partition_offset("kept", 0, rdkafka::Offset::Offset(42))
+        .unwrap();
     let mut with_meta = rdkafka::TopicPartitionList::new();
-    with_meta.add_partition_offset("kept", 0, rdkafka::Offset::Offset(42)).unwrap();
-    with_meta.find_partition("kept", 0).unwrap().set_metadata("checkpoint-7");
+    with_meta
+        .add_partition_offset("kept", 0, rdkafka::Offset::Offset(42))
+        .unwrap();
+    with_meta
+        .find_partition("kept", 0)
+        .unwrap()
+        .set_metadata("checkpoint-7");
     c.commit(&with_meta, CommitMode::Sync).unwrap();
     drop(c);
 

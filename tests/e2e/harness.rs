@@ -1,7 +1,7 @@
 //! Starting and stopping `stratalog` processes for tests.
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// One `stratalog` child process; killed (SIGKILL) when dropped.
@@ -25,13 +28,22 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(args: Vec<String>, http: u16, log: PathBuf) -> Process {
-        let mut p = Process { child: None, http, args, log };
+        let mut p = Process {
+            child: None,
+            http,
+            args,
+            log,
+        };
         p.start();
         p
     }
 
     fn start(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_stratalog"))
             .args(&self.args)
             .env("RUST_LOG", "info,sled=warn,raft=warn")
@@ -48,7 +60,10 @@ impl Process {
         while Instant::now() < deadline {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("stratalog exited with {status} during start-up; log:\n{}", self.log_text());
+                    panic!(
+                        "stratalog exited with {status} during start-up; log:\n{}",
+                        self.log_text()
+                    );
                 }
             }
             if http_get(self.http, "/readyz").is_some_and(|(code, _)| code == 200) {
@@ -74,7 +89,10 @@ impl Process {
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -98,7 +116,11 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("---- stratalog log ({}) ----\n{}", self.log.display(), self.log_text());
+            eprintln!(
+                "---- stratalog log ({}) ----\n{}",
+                self.log.display(),
+                self.log_text()
+            );
         }
     }
 }
@@ -111,7 +133,10 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((code, body))
 }
 
@@ -119,7 +144,8 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 pub struct Standalone {
     pub process: Process,
     pub kafka: u16,
-    pub dir: tempfile::TempDir,
+    /// Holds the data directory until the server is dropped.
+    _dir: tempfile::TempDir,
 }
 
 impl Standalone {
@@ -143,30 +169,39 @@ impl Standalone {
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut process = Process::spawn(args, http, dir.path().join("stratalog.log"));
         process.wait_ready();
-        Standalone { process, kafka, dir }
+        Standalone {
+            process,
+            kafka,
+            _dir: dir,
+        }
     }
 
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.kafka)
     }
-
-    pub fn data_dir(&self) -> &Path {
-        self.dir.path()
-    }
 }
 
 pub fn client_config(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap).set("broker.address.family", "v4");
+    c.set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4");
     c
 }
 
 pub fn producer(bootstrap: &str) -> FutureProducer {
-    client_config(bootstrap).set("acks", "all").set("linger.ms", "1").create().expect("producer")
+    client_config(bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .create()
+        .expect("producer")
 }
 
 pub fn assigned_consumer(bootstrap: &str) -> BaseConsumer {
-    client_config(bootstrap).set("enable.auto.commit", "false").set("group.id", "unused").create().expect("consumer")
+    client_config(bootstrap)
+        .set("enable.auto.commit", "false")
+        .set("group.id", "unused")
+        .create()
+        .expect("consumer")
 }
 
 pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
@@ -176,7 +211,10 @@ pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
 pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     let admin = admin(bootstrap);
     let results = admin
-        .create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
         .await
         .expect("create_topics");
     for r in results {
@@ -185,8 +223,11 @@ pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
 }
 
 /// Polls `consumer` until `count` records arrived or `timeout` passed.
-pub fn consume(consumer: &BaseConsumer, count: usize, timeout: Duration) -> Vec<rdkafka::message::OwnedMessage> {
-    use rdkafka::Message;
+pub fn consume(
+    consumer: &BaseConsumer,
+    count: usize,
+    timeout: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     while out.len() < count && Instant::now() < deadline {
@@ -196,14 +237,14 @@ pub fn consume(consumer: &BaseConsumer, count: usize, timeout: Duration) -> Vec<
             None => {}
         }
     }
-    let _ = out.iter().map(|m| m.offset()).count();
     out
 }
 
 pub fn assign_from_beginning(consumer: &BaseConsumer, topic: &str, partitions: i32) {
     let mut tpl = rdkafka::TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning).expect("tpl");
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .expect("tpl");
     }
     consumer.assign(&tpl).expect("assign");
 }
@@ -217,8 +258,13 @@ pub struct RawConn {
 impl RawConn {
     pub fn connect(port: u16) -> RawConn {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        RawConn { stream, next_correlation: 1 }
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        RawConn {
+            stream,
+            next_correlation: 1,
+        }
     }
 
     pub fn send_bytes(&mut self, bytes: &[u8]) {
@@ -226,7 +272,12 @@ impl RawConn {
     }
 
     /// Encodes `body` as a request of `key` at `version` and returns the response body.
-    pub fn request<Req, Resp>(&mut self, key: kafka_protocol::messages::ApiKey, version: i16, body: &Req) -> Resp
+    pub fn request<Req, Resp>(
+        &mut self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        body: &Req,
+    ) -> Resp
     where
         Req: kafka_protocol::protocol::Encodable,
         Resp: kafka_protocol::protocol::Decodable,
@@ -238,9 +289,13 @@ impl RawConn {
             .with_request_api_key(key as i16)
             .with_request_api_version(version)
             .with_correlation_id(correlation)
-            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str("raw")));
+            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+                "raw",
+            )));
         let mut buf = bytes::BytesMut::new();
-        header.encode(&mut buf, key.request_header_version(version)).unwrap();
+        header
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
         body.encode(&mut buf, version).unwrap();
         let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
         frame.extend_from_slice(&buf);
@@ -248,7 +303,11 @@ impl RawConn {
         let mut response = self.read_frame().expect("response frame");
         let got_correlation = i32::from_be_bytes(response[..4].try_into().unwrap());
         assert_eq!(got_correlation, correlation);
-        let header_len = if key.response_header_version(version) >= 1 { 5 } else { 4 };
+        let header_len = if key.response_header_version(version) >= 1 {
+            5
+        } else {
+            4
+        };
         let mut body = bytes::Bytes::from(response.split_off(header_len));
         Resp::decode(&mut body, version).expect("decode response")
     }
@@ -265,7 +324,8 @@ impl RawConn {
     /// True if the server closed the connection (EOF) within the read timeout.
     pub fn closed_by_server(&mut self) -> bool {
         let mut byte = [0u8; 1];
-        matches!(self.stream.read(&mut byte), Ok(0)) || matches!(self.stream.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        matches!(self.stream.read(&mut byte), Ok(0))
+            || matches!(self.stream.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
     }
 }
 
@@ -275,7 +335,11 @@ pub fn crc32c(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -292,7 +356,12 @@ fn put_varint(out: &mut Vec<u8>, v: i64) {
 
 /// One RecordBatch v2 holding `count` uncompressed records ("raw-0", "raw-1", ...), built
 /// byte by byte as the Kafka spec lays it out.
-pub fn record_batch(count: i32, producer_id: i64, epoch: i16, base_sequence: i32) -> bytes::BytesMut {
+pub fn record_batch(
+    count: i32,
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+) -> bytes::BytesMut {
     let base_timestamp = 1_700_000_000_000i64;
     let mut records = Vec::new();
     for i in 0..count {
@@ -327,20 +396,36 @@ pub fn record_batch(count: i32, producer_id: i64, epoch: i16, base_sequence: i32
     bytes::BytesMut::from(&b[..])
 }
 
-pub fn produce_request(topic: &str, partition: i32, records: bytes::Bytes) -> kafka_protocol::messages::ProduceRequest {
+pub fn produce_request(
+    topic: &str,
+    partition: i32,
+    records: bytes::Bytes,
+) -> kafka_protocol::messages::ProduceRequest {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     kafka_protocol::messages::ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(10_000)
         .with_topic_data(vec![TopicProduceData::default()
-            .with_name(kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))])])
+            .with_name(kafka_protocol::messages::TopicName(
+                kafka_protocol::protocol::StrBytes::from_string(topic.to_string()),
+            ))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])])
 }
 
 /// Sends one produce request and returns (error code, base offset) of its only partition.
-pub fn raw_produce(conn: &mut RawConn, topic: &str, partition: i32, records: bytes::Bytes) -> (i16, i64) {
-    let resp: kafka_protocol::messages::ProduceResponse =
-        conn.request(kafka_protocol::messages::ApiKey::Produce, 9, &produce_request(topic, partition, records));
+pub fn raw_produce(
+    conn: &mut RawConn,
+    topic: &str,
+    partition: i32,
+    records: bytes::Bytes,
+) -> (i16, i64) {
+    let resp: kafka_protocol::messages::ProduceResponse = conn.request(
+        kafka_protocol::messages::ApiKey::Produce,
+        9,
+        &produce_request(topic, partition, records),
+    );
     let p = &resp.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }

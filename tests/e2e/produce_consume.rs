@@ -13,15 +13,25 @@ async fn keys_headers_null_and_empty_values_and_timestamps_round_trip() {
     let topic = "round-trip";
     create_topic(&server.bootstrap(), topic, 1).await;
     let producer = producer(&server.bootstrap());
-    let headers = OwnedHeaders::new().insert(Header { key: "h1", value: Some("v1") }).insert(Header { key: "h2", value: None::<&[u8]> });
-    let cases: Vec<(Option<&str>, Option<&[u8]>, i64)> = vec![
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "h1",
+            value: Some("v1"),
+        })
+        .insert(Header {
+            key: "h2",
+            value: None::<&[u8]>,
+        });
+    type Case<'a> = (Option<&'a str>, Option<&'a [u8]>, i64);
+    let cases: Vec<Case> = vec![
         (Some("key-a"), Some(b"value-a"), 1_700_000_000_000),
         (None, Some(b""), 1_700_000_000_001),
         (Some("key-c"), None, 1_700_000_000_002),
         (Some(""), Some(b"last"), 1_700_000_000_003),
     ];
     for (i, (key, value, ts)) in cases.iter().enumerate() {
-        let mut record: FutureRecord<str, [u8]> = FutureRecord::to(topic).partition(0).timestamp(*ts);
+        let mut record: FutureRecord<str, [u8]> =
+            FutureRecord::to(topic).partition(0).timestamp(*ts);
         if let Some(k) = key {
             record = record.key(k);
         }
@@ -31,13 +41,21 @@ async fn keys_headers_null_and_empty_values_and_timestamps_round_trip() {
         if i == 0 {
             record = record.headers(headers.clone());
         }
-        let delivery = producer.send(record, Duration::from_secs(10)).await.expect("delivered");
+        let delivery = producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .expect("delivered");
         assert_eq!((delivery.partition, delivery.offset), (0, i as i64));
     }
     let consumer = assigned_consumer(&server.bootstrap());
     assign_from_beginning(&consumer, topic, 1);
     let got = consume(&consumer, cases.len(), Duration::from_secs(20));
-    assert_eq!(got.len(), cases.len(), "log:\n{}", server.process.log_text());
+    assert_eq!(
+        got.len(),
+        cases.len(),
+        "log:\n{}",
+        server.process.log_text()
+    );
     for (i, (m, (key, value, ts))) in got.iter().zip(&cases).enumerate() {
         assert_eq!(m.offset(), i as i64);
         assert_eq!(m.key(), key.map(str::as_bytes));
@@ -62,7 +80,14 @@ async fn several_partitions_keep_per_partition_order() {
         let payload = format!("{}:{i}", i % 4);
         let p = producer.clone();
         sends.push(tokio::spawn(async move {
-            p.send(FutureRecord::<(), String>::to("multi").partition((i % 4) as i32).payload(&payload), Duration::from_secs(10)).await.map_err(|(e, _)| e)
+            p.send(
+                FutureRecord::<(), String>::to("multi")
+                    .partition((i % 4) as i32)
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
         }));
     }
     for s in sends {
@@ -73,7 +98,11 @@ async fn several_partitions_keep_per_partition_order() {
     let got = consume(&consumer, 400, Duration::from_secs(30));
     assert_eq!(got.len(), 400);
     for p in 0..4 {
-        let offsets: Vec<i64> = got.iter().filter(|m| m.partition() == p).map(|m| m.offset()).collect();
+        let offsets: Vec<i64> = got
+            .iter()
+            .filter(|m| m.partition() == p)
+            .map(|m| m.offset())
+            .collect();
         assert_eq!(offsets, (0..100).collect::<Vec<_>>(), "partition {p}");
     }
 }
@@ -82,13 +111,20 @@ async fn several_partitions_keep_per_partition_order() {
 async fn auto_created_topic_and_fetch_from_the_middle_of_a_batch() {
     let server = Standalone::start();
     // A producer with a long linger puts all ten records in one batch.
-    let producer: rdkafka::producer::FutureProducer =
-        client_config(&server.bootstrap()).set("linger.ms", "200").create().expect("producer");
+    let producer: rdkafka::producer::FutureProducer = client_config(&server.bootstrap())
+        .set("linger.ms", "200")
+        .create()
+        .expect("producer");
     let sends: Vec<_> = (0..10)
         .map(|i| {
             let p = producer.clone();
             tokio::spawn(async move {
-                p.send(FutureRecord::<(), String>::to("auto").payload(&format!("m{i}")), Duration::from_secs(10)).await.map_err(|(e, _)| e)
+                p.send(
+                    FutureRecord::<(), String>::to("auto").payload(&format!("m{i}")),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e)
             })
         })
         .collect();
@@ -97,7 +133,8 @@ async fn auto_created_topic_and_fetch_from_the_middle_of_a_batch() {
     }
     let consumer = assigned_consumer(&server.bootstrap());
     let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset("auto", 0, rdkafka::Offset::Offset(6)).unwrap();
+    tpl.add_partition_offset("auto", 0, rdkafka::Offset::Offset(6))
+        .unwrap();
     rdkafka::consumer::Consumer::assign(&consumer, &tpl).unwrap();
     let got = consume(&consumer, 4, Duration::from_secs(20));
     let offsets: Vec<i64> = got.iter().map(|m| m.offset()).collect();
@@ -113,20 +150,36 @@ async fn list_offsets_by_timestamp_earliest_and_latest() {
     let producer = producer(&server.bootstrap());
     for i in 0..5i64 {
         producer
-            .send(FutureRecord::<(), str>::to("times").partition(0).payload("x").timestamp(1_000_000 + i * 1000), Duration::from_secs(10))
+            .send(
+                FutureRecord::<(), str>::to("times")
+                    .partition(0)
+                    .payload("x")
+                    .timestamp(1_000_000 + i * 1000),
+                Duration::from_secs(10),
+            )
             .await
             .expect("delivered");
     }
     let consumer = assigned_consumer(&server.bootstrap());
-    let (low, high) = consumer.fetch_watermarks("times", 0, Duration::from_secs(10)).expect("watermarks");
+    let (low, high) = consumer
+        .fetch_watermarks("times", 0, Duration::from_secs(10))
+        .expect("watermarks");
     assert_eq!((low, high), (0, 5));
     let mut query = rdkafka::TopicPartitionList::new();
-    query.add_partition_offset("times", 0, rdkafka::Offset::Offset(1_002_500)).unwrap();
-    let found = consumer.offsets_for_times(query, Duration::from_secs(10)).expect("offsets_for_times");
+    query
+        .add_partition_offset("times", 0, rdkafka::Offset::Offset(1_002_500))
+        .unwrap();
+    let found = consumer
+        .offsets_for_times(query, Duration::from_secs(10))
+        .expect("offsets_for_times");
     assert_eq!(found.elements()[0].offset(), rdkafka::Offset::Offset(3));
     let mut query = rdkafka::TopicPartitionList::new();
-    query.add_partition_offset("times", 0, rdkafka::Offset::Offset(9_000_000)).unwrap();
-    let found = consumer.offsets_for_times(query, Duration::from_secs(10)).expect("offsets_for_times");
+    query
+        .add_partition_offset("times", 0, rdkafka::Offset::Offset(9_000_000))
+        .unwrap();
+    let found = consumer
+        .offsets_for_times(query, Duration::from_secs(10))
+        .expect("offsets_for_times");
     assert_eq!(found.elements()[0].offset(), rdkafka::Offset::End);
 }
 
@@ -144,5 +197,8 @@ async fn metrics_and_health_endpoints() {
     ] {
         assert!(body.contains(metric), "{metric} missing from /metrics");
     }
-    assert_eq!(http_get(server.process.http, "/healthz").map(|r| r.0), Some(200));
+    assert_eq!(
+        http_get(server.process.http, "/healthz").map(|r| r.0),
+        Some(200)
+    );
 }

@@ -10,7 +10,11 @@ pub enum BookieError {
     #[error("ledger {ledger_id} is fenced on {bookie}")]
     Fenced { bookie: String, ledger_id: u64 },
     #[error("bookie {bookie}: {code:?}: {message}")]
-    Failed { bookie: String, code: BookieCode, message: String },
+    Failed {
+        bookie: String,
+        code: BookieCode,
+        message: String,
+    },
     #[error(transparent)]
     Rpc(#[from] RpcError),
 }
@@ -22,7 +26,9 @@ pub struct BookieClient {
 
 impl BookieClient {
     pub fn new(addr: impl Into<String>) -> BookieClient {
-        BookieClient { rpc: RpcClient::new(addr, RpcOptions::default()) }
+        BookieClient {
+            rpc: RpcClient::new(addr, RpcOptions::default()),
+        }
     }
 
     pub fn addr(&self) -> &str {
@@ -32,42 +38,102 @@ impl BookieClient {
     fn check(&self, status: BookieStatus, ledger_id: u64) -> Result<(), BookieError> {
         match status.code() {
             BookieCode::Ok => Ok(()),
-            BookieCode::Fenced => Err(BookieError::Fenced { bookie: self.addr().into(), ledger_id }),
-            code => Err(BookieError::Failed { bookie: self.addr().into(), code, message: status.message }),
+            BookieCode::Fenced => Err(BookieError::Fenced {
+                bookie: self.addr().into(),
+                ledger_id,
+            }),
+            code => Err(BookieError::Failed {
+                bookie: self.addr().into(),
+                code,
+                message: status.message,
+            }),
         }
     }
 
-    pub async fn add(&self, ledger_id: u64, entry: EntryData, recovery: bool) -> Result<(), BookieError> {
-        let resp = self.rpc.call::<msg::AddEntry>(&msg::AddEntryRequest { ledger_id, recovery, entry }).await?;
+    pub async fn add(
+        &self,
+        ledger_id: u64,
+        entry: EntryData,
+        recovery: bool,
+    ) -> Result<(), BookieError> {
+        let resp = self
+            .rpc
+            .call::<msg::AddEntry>(&msg::AddEntryRequest {
+                ledger_id,
+                recovery,
+                entry,
+            })
+            .await?;
         self.check(resp.status, ledger_id)
     }
 
-    pub async fn read(&self, ledger_id: u64, first_entry_id: u64, max_entries: u32, max_bytes: u32) -> Result<Vec<EntryData>, BookieError> {
-        let req = msg::ReadEntriesRequest { ledger_id, first_entry_id, max_entries, max_bytes };
+    pub async fn read(
+        &self,
+        ledger_id: u64,
+        first_entry_id: u64,
+        max_entries: u32,
+        max_bytes: u32,
+    ) -> Result<Vec<EntryData>, BookieError> {
+        let req = msg::ReadEntriesRequest {
+            ledger_id,
+            first_entry_id,
+            max_entries,
+            max_bytes,
+        };
         let resp = self.rpc.call::<msg::ReadEntries>(&req).await?;
         self.check(resp.status, ledger_id)?;
         Ok(resp.entries)
     }
 
-    pub async fn find(&self, ledger_id: u64, by: FindBy, value: i64) -> Result<Option<u64>, BookieError> {
-        let resp = self.rpc.call::<msg::FindEntry>(&msg::FindEntryRequest { ledger_id, by: by as u8, value }).await?;
+    pub async fn find(
+        &self,
+        ledger_id: u64,
+        by: FindBy,
+        value: i64,
+    ) -> Result<Option<u64>, BookieError> {
+        let resp = self
+            .rpc
+            .call::<msg::FindEntry>(&msg::FindEntryRequest {
+                ledger_id,
+                by: by as u8,
+                value,
+            })
+            .await?;
         self.check(resp.status, ledger_id)?;
         Ok(resp.entry_id)
     }
 
     pub async fn fence(&self, ledger_id: u64) -> Result<Option<u64>, BookieError> {
-        let resp = self.rpc.call::<msg::Fence>(&msg::LedgerRequest { ledger_id }).await?;
+        let resp = self
+            .rpc
+            .call::<msg::Fence>(&msg::LedgerRequest { ledger_id })
+            .await?;
         self.check(resp.status, ledger_id)?;
         Ok(resp.lac)
     }
 
     pub async fn delete_ledger(&self, ledger_id: u64) -> Result<(), BookieError> {
-        let resp = self.rpc.call::<msg::DeleteLedger>(&msg::LedgerRequest { ledger_id }).await?;
+        let resp = self
+            .rpc
+            .call::<msg::DeleteLedger>(&msg::LedgerRequest { ledger_id })
+            .await?;
         self.check(resp.status, ledger_id)
     }
 }
 
 /// An entry's payload with its offset tag, as the broker builds it.
-pub fn entry(entry_id: u64, base_offset: i64, last_offset: i64, max_timestamp: i64, payload: Bytes) -> EntryData {
-    EntryData { entry_id, base_offset, last_offset, max_timestamp, payload }
+pub fn entry(
+    entry_id: u64,
+    base_offset: i64,
+    last_offset: i64,
+    max_timestamp: i64,
+    payload: Bytes,
+) -> EntryData {
+    EntryData {
+        entry_id,
+        base_offset,
+        last_offset,
+        max_timestamp,
+        payload,
+    }
 }

@@ -28,17 +28,34 @@ use crate::{metrics, Broker};
 /// Requests a connection may have waiting for their responses.
 const MAX_PIPELINED: usize = 256;
 
-pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
+pub async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
     metrics::CONNECTIONS.inc();
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Queued>(MAX_PIPELINED);
-    let writer = tokio::spawn(write_responses(BufWriter::with_capacity(256 * 1024, write), rx));
-    let reason = read_requests(BufReader::with_capacity(64 * 1024, read), peer, &broker, tx, shutdown).await;
+    let writer = tokio::spawn(write_responses(
+        BufWriter::with_capacity(256 * 1024, write),
+        rx,
+    ));
+    let reason = read_requests(
+        BufReader::with_capacity(64 * 1024, read),
+        peer,
+        &broker,
+        tx,
+        shutdown,
+    )
+    .await;
     // The writer finishes what was queued before the connection closes.
     let _ = writer.await;
     metrics::CONNECTIONS.dec();
-    metrics::CONNECTIONS_CLOSED.with_label_values(&[reason.label()]).inc();
+    metrics::CONNECTIONS_CLOSED
+        .with_label_values(&[reason.label()])
+        .inc();
     match reason {
         Close::ClientClosed | Close::Shutdown => debug!(%peer, "connection closed"),
         other => warn!(%peer, reason = %other, "closing Kafka connection"),
@@ -99,16 +116,31 @@ async fn read_requests(
             Ok(done) => done,
             Err(reason) => return Close::BadRequest(reason),
         };
-        if tx.send(Queued { reply, api, started }).await.is_err() {
+        if tx
+            .send(Queued {
+                reply,
+                api,
+                started,
+            })
+            .await
+            .is_err()
+        {
             return Close::ClientClosed;
         }
     }
 }
 
-async fn decode_and_dispatch(mut frame: Bytes, peer: SocketAddr, broker: &Arc<Broker>) -> Result<(Reply, &'static str), String> {
+async fn decode_and_dispatch(
+    mut frame: Bytes,
+    peer: SocketAddr,
+    broker: &Arc<Broker>,
+) -> Result<(Reply, &'static str), String> {
     let prefix = HeaderPrefix::peek(&frame).map_err(|e| e.to_string())?;
     let Ok(api_key) = ApiKey::try_from(prefix.api_key) else {
-        return Err(format!("unknown API key {} (correlation id {})", prefix.api_key, prefix.correlation_id));
+        return Err(format!(
+            "unknown API key {} (correlation id {})",
+            prefix.api_key, prefix.correlation_id
+        ));
     };
     let api = api_name(api_key);
     metrics::REQUESTS.with_label_values(&[api]).inc();
@@ -118,7 +150,10 @@ async fn decode_and_dispatch(mut frame: Bytes, peer: SocketAddr, broker: &Arc<Br
         // Kafka closes the connection here too: the body cannot be parsed, so there is no
         // well-formed response to send. ApiVersions is the exception (below).
         return Err(match supported {
-            Some((min, max)) => format!("{api} v{} is not supported (supported: v{min}-v{max})", prefix.api_version),
+            Some((min, max)) => format!(
+                "{api} v{} is not supported (supported: v{min}-v{max})",
+                prefix.api_version
+            ),
             None => format!("{api} is not supported by Stratalog"),
         });
     }
@@ -134,13 +169,24 @@ async fn decode_and_dispatch(mut frame: Bytes, peer: SocketAddr, broker: &Arc<Br
     } else {
         // An ApiVersions version newer than ours: answer v0 with UNSUPPORTED_VERSION and our
         // ranges (KIP-511), without parsing a header we may not understand.
-        RequestContext { api_key, version: -1, correlation_id: prefix.correlation_id, client_id: String::new(), peer }
+        RequestContext {
+            api_key,
+            version: -1,
+            correlation_id: prefix.correlation_id,
+            client_id: String::new(),
+            peer,
+        }
     };
-    let reply = handlers::dispatch(broker, ctx, frame).await.map_err(|e| format!("{api}: {e}"))?;
+    let reply = handlers::dispatch(broker, ctx, frame)
+        .await
+        .map_err(|e| format!("{api}: {e}"))?;
     Ok((reply, api))
 }
 
-async fn write_responses(mut write: BufWriter<tokio::net::tcp::OwnedWriteHalf>, mut rx: mpsc::Receiver<Queued>) {
+async fn write_responses(
+    mut write: BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    mut rx: mpsc::Receiver<Queued>,
+) {
     while let Some(queued) = rx.recv().await {
         let response = match queued.reply {
             Reply::Now(bytes) => Some(bytes),
@@ -155,7 +201,9 @@ async fn write_responses(mut write: BufWriter<tokio::net::tcp::OwnedWriteHalf>, 
             },
             Reply::None => None,
         };
-        metrics::REQUEST_LATENCY.with_label_values(&[queued.api]).observe(queued.started.elapsed().as_secs_f64());
+        metrics::REQUEST_LATENCY
+            .with_label_values(&[queued.api])
+            .observe(queued.started.elapsed().as_secs_f64());
         if let Some(bytes) = response {
             if write.write_all(&bytes).await.is_err() {
                 return;

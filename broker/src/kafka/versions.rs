@@ -32,7 +32,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 
 /// The supported range for `key`, if we speak it at all.
 pub fn range(key: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED.iter().find(|(k, _, _)| *k == key).map(|&(_, min, max)| (min, max))
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, min, max)| (min, max))
 }
 
 #[cfg(test)]
@@ -43,7 +46,10 @@ mod tests {
     fn ranges_are_within_what_the_codec_supports() {
         for &(key, min, max) in SUPPORTED {
             let codec = key.valid_versions();
-            assert!(codec.min <= min && max <= codec.max, "{key:?} {min}..{max} outside codec {codec}");
+            assert!(
+                codec.min <= min && max <= codec.max,
+                "{key:?} {min}..{max} outside codec {codec}"
+            );
         }
     }
 }

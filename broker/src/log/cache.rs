@@ -17,7 +17,11 @@ pub struct TailCache {
 
 impl TailCache {
     pub fn new(capacity: usize) -> TailCache {
-        TailCache { entries: BTreeMap::new(), bytes: 0, capacity }
+        TailCache {
+            entries: BTreeMap::new(),
+            bytes: 0,
+            capacity,
+        }
     }
 
     pub fn insert(&mut self, base_offset: i64, last_offset: i64, batch: Bytes) {
@@ -25,7 +29,8 @@ impl TailCache {
             return;
         }
         self.bytes += batch.len();
-        self.entries.insert(base_offset, CachedEntry { last_offset, batch });
+        self.entries
+            .insert(base_offset, CachedEntry { last_offset, batch });
         while self.bytes > self.capacity {
             match self.entries.pop_first() {
                 Some((_, evicted)) => self.bytes -= evicted.batch.len(),

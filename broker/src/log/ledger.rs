@@ -10,8 +10,8 @@ use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use crate::catalog::{self, LedgerInfo};
-use crate::clients::metadata::{MetaError, MetadataClient};
 use crate::clients::bookie::{BookieClient, BookieError};
+use crate::clients::metadata::{MetaError, MetadataClient};
 
 /// Connections to bookies, shared by all partitions. Ledger ensembles name bookies by id;
 /// the pool resolves ids to addresses through the bookie registry in the metadata store, so a
@@ -24,7 +24,11 @@ pub struct BookiePool {
 
 impl BookiePool {
     pub fn new(metadata: MetadataClient) -> BookiePool {
-        BookiePool { metadata, addrs: Mutex::default(), clients: Mutex::default() }
+        BookiePool {
+            metadata,
+            addrs: Mutex::default(),
+            clients: Mutex::default(),
+        }
     }
 
     /// Re-reads the bookie registry; returns the live bookies as (id, address), by id.
@@ -35,7 +39,12 @@ impl BookiePool {
             .list(&prefix)
             .await?
             .into_iter()
-            .filter_map(|kv| Some((kv.key[prefix.len()..].to_string(), String::from_utf8(kv.value.to_vec()).ok()?)))
+            .filter_map(|kv| {
+                Some((
+                    kv.key[prefix.len()..].to_string(),
+                    String::from_utf8(kv.value.to_vec()).ok()?,
+                ))
+            })
             .collect();
         self.addrs.lock().extend(live.iter().cloned());
         Ok(live)
@@ -44,7 +53,13 @@ impl BookiePool {
     /// The client for bookie `id` if its address is known.
     pub fn cached(&self, id: &str) -> Option<BookieClient> {
         let addr = self.addrs.lock().get(id).cloned()?;
-        Some(self.clients.lock().entry(addr.clone()).or_insert_with(|| BookieClient::new(addr)).clone())
+        Some(
+            self.clients
+                .lock()
+                .entry(addr.clone())
+                .or_insert_with(|| BookieClient::new(addr))
+                .clone(),
+        )
     }
 
     /// The client for bookie `id`, consulting the registry if the id is new to us.
@@ -52,26 +67,44 @@ impl BookiePool {
         if let Some(client) = self.cached(id) {
             return Ok(client);
         }
-        self.refresh().await.map_err(|e| failed(id, format!("reading the bookie registry: {e}")))?;
-        self.cached(id).ok_or_else(|| failed(id, "bookie is not registered (is it running?)".into()))
+        self.refresh()
+            .await
+            .map_err(|e| failed(id, format!("reading the bookie registry: {e}")))?;
+        self.cached(id)
+            .ok_or_else(|| failed(id, "bookie is not registered (is it running?)".into()))
     }
 }
 
 fn failed(bookie: &str, message: String) -> BookieError {
-    BookieError::Failed { bookie: bookie.to_string(), code: BookieCode::Other, message }
+    BookieError::Failed {
+        bookie: bookie.to_string(),
+        code: BookieCode::Other,
+        message,
+    }
 }
 
 /// The bookies that store entry `entry_id` of a ledger (BookKeeper's round-robin striping).
 fn write_set(info: &LedgerInfo, entry_id: u64) -> impl Iterator<Item = &str> {
     let e = info.ensemble.len().max(1);
-    (0..info.write_quorum as usize).filter_map(move |i| info.ensemble.get((entry_id as usize + i) % e).map(String::as_str))
+    (0..info.write_quorum as usize).filter_map(move |i| {
+        info.ensemble
+            .get((entry_id as usize + i) % e)
+            .map(String::as_str)
+    })
 }
 
 /// Sends `entry` to its write set and resolves once `ack_quorum` bookies have it on disk.
 /// The writes start before this returns, so calls made in order reach the bookies in order.
-pub fn add_entry(pool: &BookiePool, info: &LedgerInfo, entry: EntryData) -> oneshot::Receiver<Result<(), BookieError>> {
+pub fn add_entry(
+    pool: &BookiePool,
+    info: &LedgerInfo,
+    entry: EntryData,
+) -> oneshot::Receiver<Result<(), BookieError>> {
     let (done, result) = oneshot::channel();
-    let targets: Vec<BookieClient> = match write_set(info, entry.entry_id).map(|id| pool.cached(id).ok_or(id)).collect() {
+    let targets: Vec<BookieClient> = match write_set(info, entry.entry_id)
+        .map(|id| pool.cached(id).ok_or(id))
+        .collect()
+    {
         Ok(targets) => targets,
         Err(id) => {
             let _ = done.send(Err(failed(id, "bookie address unknown".into())));
@@ -80,7 +113,11 @@ pub fn add_entry(pool: &BookiePool, info: &LedgerInfo, entry: EntryData) -> ones
     };
     let ledger_id = info.ledger_id;
     let needed = (info.ack_quorum as usize).clamp(1, targets.len().max(1));
-    let state = Arc::new(Mutex::new(QuorumState { acks: 0, failures: 0, done: Some(done) }));
+    let state = Arc::new(Mutex::new(QuorumState {
+        acks: 0,
+        failures: 0,
+        done: Some(done),
+    }));
     let can_fail = targets.len().saturating_sub(needed);
     for bookie in targets {
         let entry = entry.clone();
@@ -119,7 +156,12 @@ struct QuorumState {
 
 /// Reads up to `max_bytes` of consecutive entries starting at `first`, from the first replica
 /// of each entry's write set that answers.
-pub async fn read_entries(pool: &BookiePool, info: &LedgerInfo, first: u64, max_bytes: u32) -> Result<Vec<EntryData>, BookieError> {
+pub async fn read_entries(
+    pool: &BookiePool,
+    info: &LedgerInfo,
+    first: u64,
+    max_bytes: u32,
+) -> Result<Vec<EntryData>, BookieError> {
     let mut last_error = None;
     for addr in write_set(info, first) {
         let bookie = match pool.get(addr).await {
@@ -142,7 +184,12 @@ pub async fn read_entries(pool: &BookiePool, info: &LedgerInfo, first: u64, max_
 
 /// The entry holding `value` (an offset or a timestamp), asking each bookie of the ensemble
 /// until one knows.
-pub async fn find_entry(pool: &BookiePool, info: &LedgerInfo, by: FindBy, value: i64) -> Result<Option<u64>, BookieError> {
+pub async fn find_entry(
+    pool: &BookiePool,
+    info: &LedgerInfo,
+    by: FindBy,
+    value: i64,
+) -> Result<Option<u64>, BookieError> {
     let mut last_error = None;
     for addr in &info.ensemble {
         let bookie = match pool.get(addr).await {
@@ -161,7 +208,10 @@ pub async fn find_entry(pool: &BookiePool, info: &LedgerInfo, by: FindBy, value:
 }
 
 fn no_bookies(info: &LedgerInfo) -> BookieError {
-    failed("", format!("ledger {} has an empty ensemble", info.ledger_id))
+    failed(
+        "",
+        format!("ledger {} has an empty ensemble", info.ledger_id),
+    )
 }
 
 /// A ledger after recovery: what it durably holds.
@@ -202,27 +252,34 @@ pub async fn recover(pool: &BookiePool, info: &LedgerInfo) -> Result<Recovered, 
     loop {
         let batch = match read_entries(pool, info, next, 64 * 1024 * 1024).await {
             Ok(batch) => batch,
-            Err(BookieError::Failed { code, .. })
-                if matches!(code, BookieCode::NoSuchEntry | BookieCode::NoSuchLedger) =>
-            {
-                Vec::new()
-            }
+            Err(BookieError::Failed {
+                code: BookieCode::NoSuchEntry | BookieCode::NoSuchLedger,
+                ..
+            }) => Vec::new(),
             Err(e) => return Err(e),
         };
         let Some(last) = batch.last() else { break };
         next = last.entry_id + 1;
-        let beyond_lac = batch.iter().filter(|e| lac.is_none_or(|lac| e.entry_id > lac));
+        let beyond_lac = batch
+            .iter()
+            .filter(|e| lac.is_none_or(|lac| e.entry_id > lac));
         for entry in beyond_lac {
             // Found past the LAC: make sure its whole write set has it before we rely on it.
             for addr in write_set(info, entry.entry_id) {
-                pool.get(addr).await?.add(info.ledger_id, entry.clone(), true).await?;
+                pool.get(addr)
+                    .await?
+                    .add(info.ledger_id, entry.clone(), true)
+                    .await?;
             }
         }
         entries.extend(batch);
     }
     // Entries after a hole are not part of the ledger: nobody was acknowledged for them.
-    let contiguous = entries.iter().enumerate().take_while(|(i, e)| e.entry_id == *i as u64).count();
+    let contiguous = entries
+        .iter()
+        .enumerate()
+        .take_while(|(i, e)| e.entry_id == *i as u64)
+        .count();
     entries.truncate(contiguous);
     Ok(Recovered { entries })
 }
-

@@ -48,7 +48,10 @@ pub struct LogError {
 
 impl LogError {
     fn storage(reason: impl Into<String>) -> LogError {
-        LogError { code: codes::KAFKA_STORAGE_ERROR, reason: reason.into() }
+        LogError {
+            code: codes::KAFKA_STORAGE_ERROR,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -91,17 +94,35 @@ pub struct LogContext {
 impl LogContext {
     /// Ids of the bookies registered in the metadata store, in a stable order.
     async fn live_bookies(&self) -> Result<Vec<String>, LogError> {
-        Ok(self.bookies.refresh().await?.into_iter().map(|(id, _)| id).collect())
+        Ok(self
+            .bookies
+            .refresh()
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
     }
 
     async fn allocate_ledger_id(&self) -> Result<u64, LogError> {
         loop {
             let current = self.metadata.get(catalog::LEDGER_ID_COUNTER).await?;
             let (next, expect) = match &current {
-                Some(kv) => (u64::decode(&mut kv.value.clone()).unwrap_or(1), Expect::Revision(kv.mod_revision)),
+                Some(kv) => (
+                    u64::decode(&mut kv.value.clone()).unwrap_or(1),
+                    Expect::Revision(kv.mod_revision),
+                ),
                 None => (1, Expect::Absent),
             };
-            match self.metadata.put(catalog::LEDGER_ID_COUNTER, (next + 1).to_bytes(), expect, None).await {
+            match self
+                .metadata
+                .put(
+                    catalog::LEDGER_ID_COUNTER,
+                    (next + 1).to_bytes(),
+                    expect,
+                    None,
+                )
+                .await
+            {
                 Ok(_) => return Ok(next),
                 Err(MetaError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
@@ -162,7 +183,11 @@ pub enum Appended {
 impl PartitionLog {
     /// Takes the partition over: recovers whatever a previous owner left and opens a new
     /// ledger for appends.
-    pub async fn open(ctx: Arc<LogContext>, topic: &str, partition: i32) -> Result<Arc<PartitionLog>, LogError> {
+    pub async fn open(
+        ctx: Arc<LogContext>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<PartitionLog>, LogError> {
         let log = Arc::new(PartitionLog {
             topic: topic.to_string(),
             partition,
@@ -205,7 +230,10 @@ impl PartitionLog {
         let started = Instant::now();
         let key = self.key();
         let (mut meta, mut revision) = match self.ctx.metadata.get(&key).await? {
-            Some(kv) => (catalog::decode::<PartitionMeta>(&key, kv.value).map_err(LogError::storage)?, Some(kv.mod_revision)),
+            Some(kv) => (
+                catalog::decode::<PartitionMeta>(&key, kv.value).map_err(LogError::storage)?,
+                Some(kv.mod_revision),
+            ),
             None => (PartitionMeta::default(), None),
         };
         let mut producers = ProducerStates::from_snapshots(&meta.producers);
@@ -228,18 +256,33 @@ impl PartitionLog {
         // An empty closed ledger holds nothing: drop it from the list.
         meta.ledgers.retain(|l| !(l.closed && l.last_entry_id < 0));
         meta.leader_epoch += 1;
-        let next_offset = meta.ledgers.last().map_or(meta.log_start_offset, |l| l.last_offset + 1);
+        let next_offset = meta
+            .ledgers
+            .last()
+            .map_or(meta.log_start_offset, |l| l.last_offset + 1);
         let ledger = self.new_ledger(next_offset).await?;
         meta.ledgers.push(ledger.clone());
         let expect = revision.map_or(Expect::Absent, Expect::Revision);
-        revision = Some(self.ctx.metadata.put(&key, meta.to_bytes(), expect, None).await?.mod_revision);
+        revision = Some(
+            self.ctx
+                .metadata
+                .put(&key, meta.to_bytes(), expect, None)
+                .await?
+                .mod_revision,
+        );
 
         let (completer, pending) = mpsc::unbounded_channel();
         let failed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(complete_in_order(pending, self.high_watermark.clone(), self.cache.clone(), failed.clone()));
+        tokio::spawn(complete_in_order(
+            pending,
+            self.high_watermark.clone(),
+            self.cache.clone(),
+            failed.clone(),
+        ));
         self.cache.lock().clear();
         *self.read_hint.lock() = None;
-        self.leader_epoch.store(meta.leader_epoch, Ordering::Relaxed);
+        self.leader_epoch
+            .store(meta.leader_epoch, Ordering::Relaxed);
         *self.view.write() = meta.clone();
         self.high_watermark.send_replace(next_offset);
         info!(
@@ -273,7 +316,9 @@ impl PartitionLog {
         let ledger_id = self.ctx.allocate_ledger_id().await?;
         // Spread ensembles over the bookies by ledger id.
         let start = ledger_id as usize % bookies.len();
-        let ensemble = (0..self.ctx.ensemble_size).map(|i| bookies[(start + i) % bookies.len()].clone()).collect();
+        let ensemble = (0..self.ctx.ensemble_size)
+            .map(|i| bookies[(start + i) % bookies.len()].clone())
+            .collect();
         metrics::LEDGERS_OPENED.inc();
         Ok(LedgerInfo {
             ledger_id,
@@ -289,7 +334,12 @@ impl PartitionLog {
     }
 
     /// Appends one validated batch. The returned future resolves when it is durable.
-    pub async fn append(&self, batch: Bytes, info: BatchInfo, log_append_time: bool) -> Result<Appended, LogError> {
+    pub async fn append(
+        &self,
+        batch: Bytes,
+        info: BatchInfo,
+        log_append_time: bool,
+    ) -> Result<Appended, LogError> {
         let mut guard = self.writer.lock().await;
         let writer = match guard.take() {
             Some(writer) if !writer.failed.load(Ordering::Acquire) => guard.insert(writer),
@@ -300,12 +350,22 @@ impl PartitionLog {
         };
         match writer.producers.check(&info) {
             SequenceCheck::Append => {}
-            SequenceCheck::Duplicate { base_offset } => return Ok(Appended::Duplicate(base_offset)),
+            SequenceCheck::Duplicate { base_offset } => {
+                return Ok(Appended::Duplicate(base_offset))
+            }
             SequenceCheck::Reject(code) => {
-                return Err(LogError { code, reason: format!("producer {} sequence {} rejected", info.producer_id, info.base_sequence) })
+                return Err(LogError {
+                    code,
+                    reason: format!(
+                        "producer {} sequence {} rejected",
+                        info.producer_id, info.base_sequence
+                    ),
+                })
             }
         }
-        if writer.ledger_bytes >= self.ctx.roll_bytes || (writer.next_entry_id > 0 && writer.opened_at.elapsed() >= self.ctx.roll_age) {
+        if writer.ledger_bytes >= self.ctx.roll_bytes
+            || (writer.next_entry_id > 0 && writer.opened_at.elapsed() >= self.ctx.roll_age)
+        {
             self.roll(writer).await?;
         }
         let base_offset = writer.next_offset;
@@ -323,7 +383,17 @@ impl PartitionLog {
         };
         let ack = ledger::add_entry(&self.ctx.bookies, &writer.ledger, entry);
         let (reply, done) = oneshot::channel();
-        if writer.completer.send(Pending { base_offset, last_offset, batch: stamped, ack, reply }).is_err() {
+        if writer
+            .completer
+            .send(Pending {
+                base_offset,
+                last_offset,
+                batch: stamped,
+                ack,
+                reply,
+            })
+            .is_err()
+        {
             writer.failed.store(true, Ordering::Release);
             return Err(LogError::storage("partition completer stopped"));
         }
@@ -339,10 +409,17 @@ impl PartitionLog {
         let mut hw = self.high_watermark.subscribe();
         while *hw.borrow_and_update() < writer.next_offset {
             if writer.failed.load(Ordering::Acquire) {
-                return Err(LogError::storage("an append failed while rolling the ledger"));
+                return Err(LogError::storage(
+                    "an append failed while rolling the ledger",
+                ));
             }
-            if tokio::time::timeout(Duration::from_secs(30), hw.changed()).await.is_err() {
-                return Err(LogError::storage("timed out waiting for in-flight appends before a ledger roll"));
+            if tokio::time::timeout(Duration::from_secs(30), hw.changed())
+                .await
+                .is_err()
+            {
+                return Err(LogError::storage(
+                    "timed out waiting for in-flight appends before a ledger roll",
+                ));
             }
         }
         let mut meta = writer.meta.clone();
@@ -354,7 +431,16 @@ impl PartitionLog {
         meta.producers = writer.producers.snapshots();
         let ledger = self.new_ledger(writer.next_offset).await?;
         meta.ledgers.push(ledger.clone());
-        let kv = self.ctx.metadata.put(&self.key(), meta.to_bytes(), Expect::Revision(writer.meta_revision), None).await?;
+        let kv = self
+            .ctx
+            .metadata
+            .put(
+                &self.key(),
+                meta.to_bytes(),
+                Expect::Revision(writer.meta_revision),
+                None,
+            )
+            .await?;
         info!(topic = %self.topic, partition = self.partition, closed = writer.ledger.ledger_id, opened = ledger.ledger_id, "ledger rolled");
         metrics::LEDGERS_CLOSED.inc();
         *self.view.write() = meta.clone();
@@ -372,11 +458,17 @@ impl PartitionLog {
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
         let high_watermark = self.high_watermark();
         let log_start_offset = self.log_start_offset();
-        let result = |batches| ReadResult { batches, high_watermark, log_start_offset };
+        let result = |batches| ReadResult {
+            batches,
+            high_watermark,
+            log_start_offset,
+        };
         if offset < log_start_offset || offset > high_watermark {
             return Err(LogError {
                 code: codes::OFFSET_OUT_OF_RANGE,
-                reason: format!("offset {offset} is outside [{log_start_offset}, {high_watermark}]"),
+                reason: format!(
+                    "offset {offset} is outside [{log_start_offset}, {high_watermark}]"
+                ),
             });
         }
         if offset == high_watermark {
@@ -391,23 +483,37 @@ impl PartitionLog {
         };
         let hint = *self.read_hint.lock();
         let first = match hint {
-            Some((id, next_offset, next_entry)) if id == ledger.ledger_id && next_offset == offset => Some(next_entry),
+            Some((id, next_offset, next_entry))
+                if id == ledger.ledger_id && next_offset == offset =>
+            {
+                Some(next_entry)
+            }
             _ => ledger::find_entry(&self.ctx.bookies, &ledger, FindBy::Offset, offset).await?,
         };
-        let Some(first) = first else { return Ok(result(Vec::new())) };
-        let entries = match ledger::read_entries(&self.ctx.bookies, &ledger, first, max_bytes as u32).await {
-            Ok(entries) => entries,
-            Err(BookieError::Failed { code: BookieCode::NoSuchEntry, .. }) => Vec::new(),
-            Err(e) => return Err(e.into()),
+        let Some(first) = first else {
+            return Ok(result(Vec::new()));
         };
+        let entries =
+            match ledger::read_entries(&self.ctx.bookies, &ledger, first, max_bytes as u32).await {
+                Ok(entries) => entries,
+                Err(BookieError::Failed {
+                    code: BookieCode::NoSuchEntry,
+                    ..
+                }) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
         let mut batches = Vec::with_capacity(entries.len());
         let mut size = 0;
-        for entry in entries.into_iter().take_while(|e| e.base_offset < high_watermark) {
+        for entry in entries
+            .into_iter()
+            .take_while(|e| e.base_offset < high_watermark)
+        {
             if !batches.is_empty() && size + entry.payload.len() > max_bytes {
                 break;
             }
             size += entry.payload.len();
-            *self.read_hint.lock() = Some((ledger.ledger_id, entry.last_offset + 1, entry.entry_id + 1));
+            *self.read_hint.lock() =
+                Some((ledger.ledger_id, entry.last_offset + 1, entry.entry_id + 1));
             batches.push(entry.payload);
         }
         metrics::READ_BOOKIE.inc();
@@ -424,11 +530,17 @@ impl PartitionLog {
 
     /// The first offset whose record timestamp is at or after `timestamp`, with that
     /// timestamp; `None` if every record is older.
-    pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
         let ledgers = self.view.read().ledgers.clone();
         let high_watermark = self.high_watermark();
         for ledger in ledgers {
-            let Some(entry_id) = ledger::find_entry(&self.ctx.bookies, &ledger, FindBy::Timestamp, timestamp).await? else {
+            let Some(entry_id) =
+                ledger::find_entry(&self.ctx.bookies, &ledger, FindBy::Timestamp, timestamp)
+                    .await?
+            else {
                 continue;
             };
             let entries = ledger::read_entries(&self.ctx.bookies, &ledger, entry_id, 1).await?;
@@ -465,7 +577,9 @@ async fn complete_in_order(
 ) {
     while let Some(p) = pending.recv().await {
         if failed.load(Ordering::Acquire) {
-            let _ = p.reply.send(Err(LogError::storage("an earlier append to this partition failed; retry")));
+            let _ = p.reply.send(Err(LogError::storage(
+                "an earlier append to this partition failed; retry",
+            )));
             continue;
         }
         let result = match p.ack.await {

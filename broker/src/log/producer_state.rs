@@ -40,7 +40,15 @@ impl ProducerStates {
     pub fn from_snapshots(snapshots: &[ProducerSnapshot]) -> ProducerStates {
         let producers = snapshots
             .iter()
-            .map(|s| (s.producer_id, Producer { epoch: s.epoch, batches: s.batches.iter().copied().collect() }))
+            .map(|s| {
+                (
+                    s.producer_id,
+                    Producer {
+                        epoch: s.epoch,
+                        batches: s.batches.iter().copied().collect(),
+                    },
+                )
+            })
             .collect();
         ProducerStates { producers }
     }
@@ -79,8 +87,14 @@ impl ProducerStates {
             };
         }
         let last_seq = batch.last_sequence();
-        if let Some(dup) = p.batches.iter().find(|b| b.first_seq == batch.base_sequence && b.last_seq == last_seq) {
-            return SequenceCheck::Duplicate { base_offset: dup.base_offset };
+        if let Some(dup) = p
+            .batches
+            .iter()
+            .find(|b| b.first_seq == batch.base_sequence && b.last_seq == last_seq)
+        {
+            return SequenceCheck::Duplicate {
+                base_offset: dup.base_offset,
+            };
         }
         let expected = match p.batches.back() {
             Some(last) if last.last_seq == i32::MAX => 0,
@@ -104,7 +118,11 @@ impl ProducerStates {
             p.epoch = batch.producer_epoch;
             p.batches.clear();
         }
-        p.batches.push_back(BatchSeq { first_seq: batch.base_sequence, last_seq: batch.last_sequence(), base_offset });
+        p.batches.push_back(BatchSeq {
+            first_seq: batch.base_sequence,
+            last_seq: batch.last_sequence(),
+            base_offset,
+        });
         while p.batches.len() > BATCHES_KEPT {
             p.batches.pop_front();
         }
@@ -140,11 +158,20 @@ mod tests {
         let b1 = batch(1, 0, 3, 2);
         assert_eq!(s.check(&b1), SequenceCheck::Append);
         s.update(&b1, 103);
-        assert_eq!(s.check(&batch(1, 0, 9, 1)), SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER));
-        assert_eq!(s.check(&batch(1, 1, 5, 1)), SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(
+            s.check(&batch(1, 0, 9, 1)),
+            SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+        );
+        assert_eq!(
+            s.check(&batch(1, 1, 5, 1)),
+            SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+        );
         assert_eq!(s.check(&batch(1, 1, 0, 1)), SequenceCheck::Append);
         s.update(&batch(1, 1, 0, 1), 200);
-        assert_eq!(s.check(&batch(1, 0, 5, 1)), SequenceCheck::Reject(INVALID_PRODUCER_EPOCH));
+        assert_eq!(
+            s.check(&batch(1, 0, 5, 1)),
+            SequenceCheck::Reject(INVALID_PRODUCER_EPOCH)
+        );
         // Non-idempotent batches are never checked.
         assert_eq!(s.check(&batch(-1, -1, -1, 1)), SequenceCheck::Append);
     }
@@ -156,9 +183,15 @@ mod tests {
             s.update(&batch(9, 0, i * 2, 2), i as i64 * 2);
         }
         let restored = ProducerStates::from_snapshots(&s.snapshots());
-        assert_eq!(restored.check(&batch(9, 0, 12, 2)), SequenceCheck::Duplicate { base_offset: 12 });
+        assert_eq!(
+            restored.check(&batch(9, 0, 12, 2)),
+            SequenceCheck::Duplicate { base_offset: 12 }
+        );
         // Only the last five batches are remembered.
-        assert_eq!(restored.check(&batch(9, 0, 0, 2)), SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(
+            restored.check(&batch(9, 0, 0, 2)),
+            SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+        );
         assert_eq!(restored.check(&batch(9, 0, 14, 1)), SequenceCheck::Append);
     }
 }

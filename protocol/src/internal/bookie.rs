@@ -50,7 +50,10 @@ impl BookieStatus {
         BookieStatus::default()
     }
     pub fn error(code: BookieCode, message: impl Into<String>) -> BookieStatus {
-        BookieStatus { code: code as u16, message: message.into() }
+        BookieStatus {
+            code: code as u16,
+            message: message.into(),
+        }
     }
     pub fn code(&self) -> BookieCode {
         BookieCode::from_u16(self.code)

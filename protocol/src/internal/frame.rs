@@ -49,7 +49,10 @@ impl Status {
             3 => Status::Unavailable,
             4 => Status::Internal,
             other => {
-                return Err(DecodeError::Invalid { what: "status", detail: other.to_string() })
+                return Err(DecodeError::Invalid {
+                    what: "status",
+                    detail: other.to_string(),
+                })
             }
         })
     }
@@ -88,13 +91,22 @@ impl Frame {
             0 => FrameKind::Request,
             1 => FrameKind::Response,
             other => {
-                return Err(DecodeError::Invalid { what: "frame kind", detail: other.to_string() })
+                return Err(DecodeError::Invalid {
+                    what: "frame kind",
+                    detail: other.to_string(),
+                })
             }
         };
         let method = payload.get_u16();
         let status = Status::from_u8(payload.get_u8())?;
         let correlation_id = payload.get_u64();
-        Ok(Frame { kind, method, status, correlation_id, body: payload })
+        Ok(Frame {
+            kind,
+            method,
+            status,
+            correlation_id,
+            body: payload,
+        })
     }
 }
 

@@ -49,7 +49,10 @@ pub trait Method {
 
 fn need(buf: &Bytes, n: usize, what: &'static str) -> Result<(), DecodeError> {
     if buf.remaining() < n {
-        Err(DecodeError::Truncated { what, needed: n - buf.remaining() })
+        Err(DecodeError::Truncated {
+            what,
+            needed: n - buf.remaining(),
+        })
     } else {
         Ok(())
     }
@@ -87,7 +90,10 @@ impl Wire for bool {
         match u8::decode(buf)? {
             0 => Ok(false),
             1 => Ok(true),
-            other => Err(DecodeError::Invalid { what: "bool", detail: format!("byte {other}") }),
+            other => Err(DecodeError::Invalid {
+                what: "bool",
+                detail: format!("byte {other}"),
+            }),
         }
     }
 }
@@ -111,8 +117,10 @@ impl Wire for String {
     }
     fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
         let raw = Bytes::decode(buf)?;
-        String::from_utf8(raw.to_vec())
-            .map_err(|e| DecodeError::Invalid { what: "string", detail: e.to_string() })
+        String::from_utf8(raw.to_vec()).map_err(|e| DecodeError::Invalid {
+            what: "string",
+            detail: e.to_string(),
+        })
     }
 }
 
@@ -130,7 +138,10 @@ impl<T: Wire> Wire for Option<T> {
         match u8::decode(buf)? {
             0 => Ok(None),
             1 => Ok(Some(T::decode(buf)?)),
-            other => Err(DecodeError::Invalid { what: "option tag", detail: format!("{other}") }),
+            other => Err(DecodeError::Invalid {
+                what: "option tag",
+                detail: format!("{other}"),
+            }),
         }
     }
 }
@@ -223,11 +234,21 @@ mod tests {
 
     #[test]
     fn round_trip_and_version_skew() {
-        let v2 = V2 { a: 7, b: Bytes::from_static(b"xy"), c: Some("z".into()) };
+        let v2 = V2 {
+            a: 7,
+            b: Bytes::from_static(b"xy"),
+            c: Some("z".into()),
+        };
         let mut bytes = v2.to_bytes();
         // An old reader ignores the trailing field.
         let v1 = V1::decode(&mut bytes.clone()).unwrap();
-        assert_eq!(v1, V1 { a: 7, b: Bytes::from_static(b"xy") });
+        assert_eq!(
+            v1,
+            V1 {
+                a: 7,
+                b: Bytes::from_static(b"xy")
+            }
+        );
         assert_eq!(V2::decode(&mut bytes).unwrap(), v2);
         // A new reader defaults a field an old writer did not send.
         let mut old = v1.to_bytes();
@@ -237,7 +258,10 @@ mod tests {
     #[test]
     fn lies_about_lengths_are_errors() {
         let mut huge_vec = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 1]);
-        assert!(matches!(Vec::<u64>::decode(&mut huge_vec), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            Vec::<u64>::decode(&mut huge_vec),
+            Err(DecodeError::Truncated { .. })
+        ));
         let mut short = Bytes::from_static(&[0, 0, 0, 9, b'a']);
         assert!(Bytes::decode(&mut short).is_err());
         let mut bad_tag = Bytes::from_static(&[7]);

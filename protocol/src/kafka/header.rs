@@ -21,7 +21,11 @@ pub enum HeaderError {
     #[error("request of {0} bytes is too short for a header")]
     TooShort(usize),
     #[error("malformed request header for api key {api_key} v{api_version}: {detail}")]
-    Malformed { api_key: i16, api_version: i16, detail: String },
+    Malformed {
+        api_key: i16,
+        api_version: i16,
+        detail: String,
+    },
 }
 
 impl HeaderPrefix {
@@ -30,7 +34,11 @@ impl HeaderPrefix {
             return Err(HeaderError::TooShort(frame.len()));
         }
         let mut b = &frame[..8];
-        Ok(HeaderPrefix { api_key: b.get_i16(), api_version: b.get_i16(), correlation_id: b.get_i32() })
+        Ok(HeaderPrefix {
+            api_key: b.get_i16(),
+            api_version: b.get_i16(),
+            correlation_id: b.get_i32(),
+        })
     }
 }
 
@@ -74,13 +82,27 @@ mod tests {
     fn peek_needs_eight_bytes() {
         assert!(HeaderPrefix::peek(&[0, 18, 0]).is_err());
         let p = HeaderPrefix::peek(&[0, 18, 0, 3, 0, 0, 0, 7]).unwrap();
-        assert_eq!(p, HeaderPrefix { api_key: 18, api_version: 3, correlation_id: 7 });
+        assert_eq!(
+            p,
+            HeaderPrefix {
+                api_key: 18,
+                api_version: 3,
+                correlation_id: 7
+            }
+        );
     }
 
     #[test]
     fn api_versions_response_uses_header_v0() {
         let mut out = BytesMut::new();
-        encode_response(ApiKey::ApiVersions, 3, 5, &ApiVersionsResponse::default(), &mut out).unwrap();
+        encode_response(
+            ApiKey::ApiVersions,
+            3,
+            5,
+            &ApiVersionsResponse::default(),
+            &mut out,
+        )
+        .unwrap();
         let mut b = out.freeze();
         let size = b.get_i32() as usize;
         assert_eq!(size, b.len());

@@ -133,7 +133,9 @@ pub fn peek_header(buf: &[u8]) -> Result<BatchInfo, BatchError> {
     let _leader_epoch = b.get_i32();
     let magic = b.get_i8();
     if magic != 2 {
-        return Err(BatchError::Invalid(format!("magic {magic}; only RecordBatch v2 is accepted")));
+        return Err(BatchError::Invalid(format!(
+            "magic {magic}; only RecordBatch v2 is accepted"
+        )));
     }
     let _crc = b.get_u32();
     Ok(BatchInfo {
@@ -168,7 +170,10 @@ pub fn validate(buf: &[u8]) -> Result<BatchInfo, BatchError> {
         )));
     }
     if info.records_count <= 0 {
-        return Err(BatchError::Invalid(format!("records_count {}", info.records_count)));
+        return Err(BatchError::Invalid(format!(
+            "records_count {}",
+            info.records_count
+        )));
     }
     if info.last_offset_delta != info.records_count - 1 {
         return Err(BatchError::Invalid(format!(
@@ -206,7 +211,9 @@ fn check_records(mut body: &[u8], expected: i32) -> Result<(), BatchError> {
     while !body.is_empty() {
         let len = read_varint(&mut body)?;
         if len < 0 || len as usize > body.len() {
-            return Err(BatchError::Corrupt(format!("record {index} claims {len} bytes")));
+            return Err(BatchError::Corrupt(format!(
+                "record {index} claims {len} bytes"
+            )));
         }
         let (mut record, rest) = body.split_at(len as usize);
         body = rest;
@@ -225,14 +232,18 @@ fn check_records(mut body: &[u8], expected: i32) -> Result<(), BatchError> {
         skip_bytes(&mut record, "value")?;
         let headers = read_varint(&mut record)?;
         if headers < 0 {
-            return Err(BatchError::Corrupt(format!("record {index} has {headers} headers")));
+            return Err(BatchError::Corrupt(format!(
+                "record {index} has {headers} headers"
+            )));
         }
         for _ in 0..headers {
             skip_bytes(&mut record, "header key")?;
             skip_bytes(&mut record, "header value")?;
         }
         if !record.is_empty() {
-            return Err(BatchError::Corrupt(format!("record {index} has trailing bytes")));
+            return Err(BatchError::Corrupt(format!(
+                "record {index} has trailing bytes"
+            )));
         }
         index += 1;
     }
@@ -247,7 +258,9 @@ fn check_records(mut body: &[u8], expected: i32) -> Result<(), BatchError> {
 fn skip_bytes(buf: &mut &[u8], what: &str) -> Result<(), BatchError> {
     let len = read_varint(buf)?;
     if len < -1 || len as i64 > buf.len() as i64 {
-        return Err(BatchError::Corrupt(format!("{what} length {len} out of range")));
+        return Err(BatchError::Corrupt(format!(
+            "{what} length {len} out of range"
+        )));
     }
     if len > 0 {
         buf.advance(len as usize);

@@ -49,11 +49,24 @@ pub enum RpcError {
     #[error("connection to {addr} lost before {method} completed")]
     Disconnected { addr: String, method: &'static str },
     #[error("{method} to {addr} timed out after {after:?}")]
-    Timeout { addr: String, method: &'static str, after: Duration },
+    Timeout {
+        addr: String,
+        method: &'static str,
+        after: Duration,
+    },
     #[error("{method} to {addr} failed: {status:?}: {message}")]
-    Remote { addr: String, method: &'static str, status: Status, message: String },
+    Remote {
+        addr: String,
+        method: &'static str,
+        status: Status,
+        message: String,
+    },
     #[error("{method} response from {addr} did not decode: {error}")]
-    Decode { addr: String, method: &'static str, error: DecodeError },
+    Decode {
+        addr: String,
+        method: &'static str,
+        error: DecodeError,
+    },
 }
 
 type Pending = Mutex<HashMap<u64, oneshot::Sender<Frame>>>;
@@ -95,7 +108,8 @@ impl RpcClient {
     }
 
     pub async fn call<M: Method>(&self, request: &M::Request) -> Result<M::Response, RpcError> {
-        self.call_with_timeout::<M>(request, self.inner.options.call_timeout).await
+        self.call_with_timeout::<M>(request, self.inner.options.call_timeout)
+            .await
     }
 
     pub async fn call_with_timeout<M: Method>(
@@ -105,9 +119,15 @@ impl RpcClient {
     ) -> Result<M::Response, RpcError> {
         let addr = &self.inner.addr;
         let connection = self.connection().await?;
-        let _permit = connection.permits.clone().acquire_owned().await.map_err(|_| {
-            RpcError::Disconnected { addr: addr.clone(), method: M::NAME }
-        })?;
+        let _permit = connection
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RpcError::Disconnected {
+                addr: addr.clone(),
+                method: M::NAME,
+            })?;
         let correlation_id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (done, response) = oneshot::channel();
         connection.pending.lock().insert(correlation_id, done);
@@ -118,7 +138,10 @@ impl RpcClient {
             correlation_id,
             body: request.to_bytes(),
         };
-        let disconnected = || RpcError::Disconnected { addr: addr.clone(), method: M::NAME };
+        let disconnected = || RpcError::Disconnected {
+            addr: addr.clone(),
+            method: M::NAME,
+        };
         if connection.tx.send(frame).await.is_err() {
             connection.pending.lock().remove(&correlation_id);
             return Err(disconnected());
@@ -128,13 +151,22 @@ impl RpcClient {
             Ok(Err(_)) => return Err(disconnected()),
             Err(_) => {
                 connection.pending.lock().remove(&correlation_id);
-                return Err(RpcError::Timeout { addr: addr.clone(), method: M::NAME, after: timeout });
+                return Err(RpcError::Timeout {
+                    addr: addr.clone(),
+                    method: M::NAME,
+                    after: timeout,
+                });
             }
         };
         let mut body = frame.body;
         if frame.status != Status::Ok {
             let message = String::from_utf8_lossy(&body).into_owned();
-            return Err(RpcError::Remote { addr: addr.clone(), method: M::NAME, status: frame.status, message });
+            return Err(RpcError::Remote {
+                addr: addr.clone(),
+                method: M::NAME,
+                status: frame.status,
+                message,
+            });
         }
         M::Response::decode(&mut body).map_err(|error| RpcError::Decode {
             addr: addr.clone(),
@@ -157,18 +189,29 @@ impl RpcClient {
 
     async fn connect(&self) -> Result<Connection, RpcError> {
         let addr = self.inner.addr.clone();
-        let connect_error = |reason: String| RpcError::Connect { addr: addr.clone(), reason };
-        let stream = tokio::time::timeout(self.inner.options.connect_timeout, TcpStream::connect(&addr))
-            .await
-            .map_err(|_| connect_error("timed out".into()))?
-            .map_err(|e| connect_error(e.to_string()))?;
+        let connect_error = |reason: String| RpcError::Connect {
+            addr: addr.clone(),
+            reason,
+        };
+        let stream = tokio::time::timeout(
+            self.inner.options.connect_timeout,
+            TcpStream::connect(&addr),
+        )
+        .await
+        .map_err(|_| connect_error("timed out".into()))?
+        .map_err(|e| connect_error(e.to_string()))?;
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         let (tx, rx) = mpsc::channel(1024);
         let pending: Arc<Pending> = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
         tokio::spawn(write_frames(write, rx));
-        tokio::spawn(read_responses(addr.clone(), BufReader::with_capacity(64 * 1024, read), pending.clone(), alive.clone()));
+        tokio::spawn(read_responses(
+            addr.clone(),
+            BufReader::with_capacity(64 * 1024, read),
+            pending.clone(),
+            alive.clone(),
+        ));
         debug!(%addr, "RPC connected");
         Ok(Connection {
             tx,

@@ -103,7 +103,9 @@ async fn serve_connection(
             Ok(_) => break Err(FrameError::Io(invalid("response frame sent to a server"))),
             Err(e) => break Err(FrameError::Io(invalid(&e.to_string()))),
         };
-        let Ok(permit) = permits.clone().acquire_owned().await else { break Ok(()) };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break Ok(());
+        };
         let reply = service.call(request.method, request.body);
         let tx = tx.clone();
         tokio::spawn(async move {

@@ -1,10 +1,16 @@
 //! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs.
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
-use kafka_protocol::messages::create_partitions_response::{CreatePartitionsResponse, CreatePartitionsTopicResult};
+use kafka_protocol::messages::create_partitions_response::{
+    CreatePartitionsResponse, CreatePartitionsTopicResult,
+};
 use kafka_protocol::messages::create_topics_request::CreateTopicsRequest;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
-use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
+use kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
@@ -30,14 +36,21 @@ pub async fn create_topics(broker: &Broker, req: CreateTopicsRequest) -> CreateT
     for topic in req.topics {
         let name = topic.name.to_string();
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
-        let partitions = if topic.num_partitions == -1 { broker.config.default_partitions } else { topic.num_partitions };
+        let partitions = if topic.num_partitions == -1 {
+            broker.config.default_partitions
+        } else {
+            topic.num_partitions
+        };
         // Replication is the bookie quorum's job, so any factor is accepted and reported as 1
         // copy per broker; only nonsense values are refused.
         if topic.replication_factor == 0 || topic.replication_factor < -1 {
             results.push(
                 result
                     .with_error_code(codes::INVALID_REPLICATION_FACTOR)
-                    .with_error_message(Some(s(format!("replication factor {} is invalid", topic.replication_factor)))),
+                    .with_error_message(Some(s(format!(
+                        "replication factor {} is invalid",
+                        topic.replication_factor
+                    )))),
             );
             continue;
         }
@@ -50,9 +63,18 @@ pub async fn create_topics(broker: &Broker, req: CreateTopicsRequest) -> CreateT
         let configs = topic
             .configs
             .iter()
-            .filter_map(|c| c.value.as_ref().map(|v| ConfigEntry { name: c.name.to_string(), value: v.to_string() }))
+            .filter_map(|c| {
+                c.value.as_ref().map(|v| ConfigEntry {
+                    name: c.name.to_string(),
+                    value: v.to_string(),
+                })
+            })
             .collect();
-        match broker.topics.create(&name, partitions, configs, req.validate_only).await {
+        match broker
+            .topics
+            .create(&name, partitions, configs, req.validate_only)
+            .await
+        {
             Ok(meta) => {
                 if !req.validate_only {
                     info!(topic = %name, partitions, "created topic");
@@ -62,15 +84,24 @@ pub async fn create_topics(broker: &Broker, req: CreateTopicsRequest) -> CreateT
                         .with_topic_id(uuid::Uuid::from_bytes(meta.id))
                         .with_num_partitions(meta.partitions)
                         .with_replication_factor(1)
-                        .with_configs(Some(topic_configs(&meta).into_iter().map(|(name, value, source)| {
-                            CreatableTopicConfigs::default()
-                                .with_name(s(name))
-                                .with_value(Some(s(value)))
-                                .with_config_source(source)
-                        }).collect())),
+                        .with_configs(Some(
+                            topic_configs(&meta)
+                                .into_iter()
+                                .map(|(name, value, source)| {
+                                    CreatableTopicConfigs::default()
+                                        .with_name(s(name))
+                                        .with_value(Some(s(value)))
+                                        .with_config_source(source)
+                                })
+                                .collect(),
+                        )),
                 );
             }
-            Err(e) => results.push(result.with_error_code(e.code).with_error_message(Some(s(e.message)))),
+            Err(e) => results.push(
+                result
+                    .with_error_code(e.code)
+                    .with_error_message(Some(s(e.message))),
+            ),
         }
     }
     CreateTopicsResponse::default().with_topics(results)
@@ -87,24 +118,45 @@ fn topic_configs(meta: &TopicMeta) -> Vec<(String, String, i8)> {
         .collect()
 }
 
-pub async fn delete_topics(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn delete_topics(
+    broker: &Broker,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     // v6 names topics by name or id; earlier versions by name only.
-    let mut targets: Vec<(Option<String>, uuid::Uuid)> = req.topic_names.iter().map(|n| (Some(n.to_string()), uuid::Uuid::nil())).collect();
+    let mut targets: Vec<(Option<String>, uuid::Uuid)> = req
+        .topic_names
+        .iter()
+        .map(|n| (Some(n.to_string()), uuid::Uuid::nil()))
+        .collect();
     if version >= 6 {
-        targets = req.topics.iter().map(|t| (t.name.as_ref().map(|n| n.to_string()), t.topic_id)).collect();
+        targets = req
+            .topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.to_string()), t.topic_id))
+            .collect();
     }
     let mut responses = Vec::new();
     for (name, id) in targets {
         let name = match name {
             Some(name) => Some(name),
             None => match broker.topics.list().await {
-                Ok(all) => all.into_iter().find(|(_, m)| uuid::Uuid::from_bytes(m.id) == id).map(|(n, _)| n),
+                Ok(all) => all
+                    .into_iter()
+                    .find(|(_, m)| uuid::Uuid::from_bytes(m.id) == id)
+                    .map(|(n, _)| n),
                 Err(_) => None,
             },
         };
-        let result = DeletableTopicResult::default().with_topic_id(id).with_name(name.clone().map(|n| TopicName(s(n))));
+        let result = DeletableTopicResult::default()
+            .with_topic_id(id)
+            .with_name(name.clone().map(|n| TopicName(s(n))));
         let Some(name) = name else {
-            responses.push(result.with_error_code(UNKNOWN_TOPIC_ID).with_error_message(Some(s(format!("no topic has id {id}")))));
+            responses.push(
+                result
+                    .with_error_code(UNKNOWN_TOPIC_ID)
+                    .with_error_message(Some(s(format!("no topic has id {id}")))),
+            );
             continue;
         };
         match broker.topics.delete(&name).await {
@@ -113,51 +165,86 @@ pub async fn delete_topics(broker: &Broker, req: DeleteTopicsRequest, version: i
                 info!(topic = %name, "deleted topic");
                 responses.push(result.with_topic_id(uuid::Uuid::from_bytes(meta.id)));
             }
-            Err(e) => responses.push(result.with_error_code(e.code).with_error_message(Some(s(e.message)))),
+            Err(e) => responses.push(
+                result
+                    .with_error_code(e.code)
+                    .with_error_message(Some(s(e.message))),
+            ),
         }
     }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub async fn create_partitions(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn create_partitions(
+    broker: &Broker,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let mut results = Vec::new();
     for topic in req.topics {
         let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
-        match broker.topics.set_partitions(&topic.name, topic.count, req.validate_only).await {
+        match broker
+            .topics
+            .set_partitions(&topic.name, topic.count, req.validate_only)
+            .await
+        {
             Ok(()) => results.push(result),
-            Err(e) => results.push(result.with_error_code(e.code).with_error_message(Some(s(e.message)))),
+            Err(e) => results.push(
+                result
+                    .with_error_code(e.code)
+                    .with_error_message(Some(s(e.message))),
+            ),
         }
     }
     CreatePartitionsResponse::default().with_results(results)
 }
 
-pub async fn describe_configs(broker: &Broker, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub async fn describe_configs(
+    broker: &Broker,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let mut results = Vec::new();
     for resource in req.resources {
         let result = DescribeConfigsResult::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
-        let wanted = |name: &str| resource.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == name));
+        let wanted = |name: &str| {
+            resource
+                .configuration_keys
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+        };
         let configs: Vec<(String, String, i8)> = match resource.resource_type {
             RESOURCE_TOPIC => match broker.topics.get(&resource.resource_name).await {
                 Ok(Some(meta)) => topic_configs(&meta),
                 Ok(None) => {
-                    results.push(result.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION).with_error_message(Some(s(format!(
-                        "topic {} does not exist",
-                        resource.resource_name.as_str()
-                    )))));
+                    results.push(
+                        result
+                            .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION)
+                            .with_error_message(Some(s(format!(
+                                "topic {} does not exist",
+                                resource.resource_name.as_str()
+                            )))),
+                    );
                     continue;
                 }
                 Err(e) => {
-                    results.push(result.with_error_code(e.code).with_error_message(Some(s(e.message))));
+                    results.push(
+                        result
+                            .with_error_code(e.code)
+                            .with_error_message(Some(s(e.message))),
+                    );
                     continue;
                 }
             },
             RESOURCE_BROKER => broker_configs(broker),
             other => {
-                results.push(result.with_error_code(INVALID_REQUEST).with_error_message(Some(s(format!(
-                    "resource type {other} is not supported (topics: 2, brokers: 4)"
-                )))));
+                results.push(
+                    result
+                        .with_error_code(INVALID_REQUEST)
+                        .with_error_message(Some(s(format!(
+                            "resource type {other} is not supported (topics: 2, brokers: 4)"
+                        )))),
+                );
                 continue;
             }
         };
@@ -180,13 +267,25 @@ pub async fn describe_configs(broker: &Broker, req: DescribeConfigsRequest) -> D
 fn broker_configs(broker: &Broker) -> Vec<(String, String, i8)> {
     let c = &broker.config;
     [
-        ("auto.create.topics.enable", c.auto_create_topics.to_string()),
+        (
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+        ),
         ("num.partitions", c.default_partitions.to_string()),
         ("message.max.bytes", c.max_message_bytes.to_string()),
         ("socket.request.max.bytes", c.max_request_bytes.to_string()),
-        ("group.initial.rebalance.delay.ms", c.group_initial_rebalance_delay_ms.to_string()),
-        ("group.min.session.timeout.ms", c.group_min_session_timeout_ms.to_string()),
-        ("group.max.session.timeout.ms", c.group_max_session_timeout_ms.to_string()),
+        (
+            "group.initial.rebalance.delay.ms",
+            c.group_initial_rebalance_delay_ms.to_string(),
+        ),
+        (
+            "group.min.session.timeout.ms",
+            c.group_min_session_timeout_ms.to_string(),
+        ),
+        (
+            "group.max.session.timeout.ms",
+            c.group_max_session_timeout_ms.to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v, SOURCE_DEFAULT))

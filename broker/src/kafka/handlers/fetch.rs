@@ -10,7 +10,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::future::select_all;
 use kafka_protocol::messages::fetch_request::FetchRequest;
-use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::BrokerId;
 use tokio::sync::watch;
 
@@ -28,17 +30,24 @@ struct Wanted {
 }
 
 pub async fn fetch(broker: &Broker, req: FetchRequest, _version: i16) -> FetchResponse {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
-    let max_bytes = if req.max_bytes > 0 { req.max_bytes as usize } else { usize::MAX };
+    let max_bytes = if req.max_bytes > 0 {
+        req.max_bytes as usize
+    } else {
+        usize::MAX
+    };
     let mut wanted = Vec::new();
     for (topic_index, topic) in req.topics.iter().enumerate() {
         let meta = broker.topics.get(&topic.topic).await.ok().flatten();
         for p in &topic.partitions {
             let log = match &meta {
-                Some(meta) if (0..meta.partitions).contains(&p.partition) => {
-                    broker.partitions.get(&topic.topic, p.partition).await.map_err(|e| e.code)
-                }
+                Some(meta) if (0..meta.partitions).contains(&p.partition) => broker
+                    .partitions
+                    .get(&topic.topic, p.partition)
+                    .await
+                    .map_err(|e| e.code),
                 _ => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
             };
             wanted.push(Wanted {
@@ -52,7 +61,10 @@ pub async fn fetch(broker: &Broker, req: FetchRequest, _version: i16) -> FetchRe
     }
     loop {
         // Subscribe before reading, so an append between the read and the wait still wakes us.
-        let mut watches: Vec<watch::Receiver<i64>> = wanted.iter().filter_map(|w| w.log.as_ref().ok().map(|l| l.subscribe())).collect();
+        let mut watches: Vec<watch::Receiver<i64>> = wanted
+            .iter()
+            .filter_map(|w| w.log.as_ref().ok().map(|l| l.subscribe()))
+            .collect();
         let (datas, bytes, errors) = read_all(&wanted, max_bytes).await;
         let now = tokio::time::Instant::now();
         if bytes >= min_bytes || errors || now >= deadline || watches.is_empty() {
@@ -82,7 +94,12 @@ async fn read_all(wanted: &[Wanted], max_bytes: usize) -> (Vec<PartitionData>, u
             Ok(log) => log,
             Err(code) => {
                 errors = true;
-                datas.push(data.with_error_code(*code).with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1));
+                datas.push(
+                    data.with_error_code(*code)
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_log_start_offset(-1),
+                );
                 continue;
             }
         };
@@ -91,7 +108,9 @@ async fn read_all(wanted: &[Wanted], max_bytes: usize) -> (Vec<PartitionData>, u
         let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
         let data = if budget == 0 && total > 0 {
             let hw = log.high_watermark();
-            data.with_high_watermark(hw).with_last_stable_offset(hw).with_log_start_offset(log.log_start_offset())
+            data.with_high_watermark(hw)
+                .with_last_stable_offset(hw)
+                .with_log_start_offset(log.log_start_offset())
         } else {
             match log.read(w.offset, budget.max(1)).await {
                 Ok(read) => {
@@ -104,9 +123,14 @@ async fn read_all(wanted: &[Wanted], max_bytes: usize) -> (Vec<PartitionData>, u
                 }
                 Err(e) => {
                     errors = true;
-                    metrics::REQUEST_ERRORS.with_label_values(&["Fetch", &e.code.to_string()]).inc();
+                    metrics::REQUEST_ERRORS
+                        .with_label_values(&["Fetch", &e.code.to_string()])
+                        .inc();
                     let hw = log.high_watermark();
-                    data.with_error_code(e.code).with_high_watermark(hw).with_last_stable_offset(hw).with_log_start_offset(log.log_start_offset())
+                    data.with_error_code(e.code)
+                        .with_high_watermark(hw)
+                        .with_last_stable_offset(hw)
+                        .with_log_start_offset(log.log_start_offset())
                 }
             }
         };
@@ -129,14 +153,25 @@ fn concat(batches: Vec<Bytes>) -> Bytes {
     }
 }
 
-fn respond(_broker: &Broker, req: &FetchRequest, wanted: &[Wanted], datas: Vec<PartitionData>) -> FetchResponse {
+fn respond(
+    _broker: &Broker,
+    req: &FetchRequest,
+    wanted: &[Wanted],
+    datas: Vec<PartitionData>,
+) -> FetchResponse {
     let mut topics: Vec<FetchableTopicResponse> = req
         .topics
         .iter()
-        .map(|t| FetchableTopicResponse::default().with_topic(t.topic.clone()).with_topic_id(t.topic_id))
+        .map(|t| {
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_topic_id(t.topic_id)
+        })
         .collect();
     for (w, data) in wanted.iter().zip(datas) {
         topics[w.topic_index].partitions.push(data);
     }
-    FetchResponse::default().with_session_id(0).with_responses(topics)
+    FetchResponse::default()
+        .with_session_id(0)
+        .with_responses(topics)
 }

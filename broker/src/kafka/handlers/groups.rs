@@ -10,10 +10,18 @@ use crate::Broker;
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 const GROUP_KEY: i8 = 0;
 
-pub fn find_coordinator(broker: &Broker, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+pub fn find_coordinator(
+    broker: &Broker,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
     let (host, port) = broker.advertised();
     let node = BrokerId(broker.config.node_id);
-    let error = if req.key_type == GROUP_KEY { 0 } else { COORDINATOR_NOT_AVAILABLE };
+    let error = if req.key_type == GROUP_KEY {
+        0
+    } else {
+        COORDINATOR_NOT_AVAILABLE
+    };
     let message = (error != 0).then(|| s("transaction coordinators are not supported yet"));
     if version >= 4 {
         let coordinators = req

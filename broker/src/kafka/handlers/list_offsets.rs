@@ -16,29 +16,54 @@ pub async fn list_offsets(broker: &Broker, req: ListOffsetsRequest) -> ListOffse
         let meta = broker.topics.get(&topic.name).await.ok().flatten();
         let mut partitions = Vec::new();
         for p in topic.partitions {
-            let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_leader_epoch(0);
+            let response = ListOffsetsPartitionResponse::default()
+                .with_partition_index(p.partition_index)
+                .with_leader_epoch(0);
             let log = match &meta {
-                Some(meta) if (0..meta.partitions).contains(&p.partition_index) => broker.partitions.get(&topic.name, p.partition_index).await,
+                Some(meta) if (0..meta.partitions).contains(&p.partition_index) => {
+                    broker.partitions.get(&topic.name, p.partition_index).await
+                }
                 _ => {
-                    partitions.push(response.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION).with_offset(-1).with_timestamp(-1));
+                    partitions.push(
+                        response
+                            .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION)
+                            .with_offset(-1)
+                            .with_timestamp(-1),
+                    );
                     continue;
                 }
             };
             let response = match log {
-                Err(e) => response.with_error_code(e.code).with_offset(-1).with_timestamp(-1),
+                Err(e) => response
+                    .with_error_code(e.code)
+                    .with_offset(-1)
+                    .with_timestamp(-1),
                 Ok(log) => match p.timestamp {
-                    LATEST => response.with_offset(log.high_watermark()).with_timestamp(-1),
-                    EARLIEST => response.with_offset(log.log_start_offset()).with_timestamp(-1),
+                    LATEST => response
+                        .with_offset(log.high_watermark())
+                        .with_timestamp(-1),
+                    EARLIEST => response
+                        .with_offset(log.log_start_offset())
+                        .with_timestamp(-1),
                     ts => match log.offset_for_timestamp(ts).await {
-                        Ok(Some((offset, timestamp))) => response.with_offset(offset).with_timestamp(timestamp),
+                        Ok(Some((offset, timestamp))) => {
+                            response.with_offset(offset).with_timestamp(timestamp)
+                        }
                         Ok(None) => response.with_offset(-1).with_timestamp(-1),
-                        Err(e) => response.with_error_code(e.code).with_offset(-1).with_timestamp(-1),
+                        Err(e) => response
+                            .with_error_code(e.code)
+                            .with_offset(-1)
+                            .with_timestamp(-1),
                     },
                 },
             };
             partitions.push(response);
         }
-        topics.push(ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions));
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
     }
     ListOffsetsResponse::default().with_topics(topics)
 }

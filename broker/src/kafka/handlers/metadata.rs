@@ -1,7 +1,9 @@
 //! Metadata and DescribeCluster: who serves what. Stratalog brokers are stateless and every
 //! broker can serve every partition; with one broker it leads them all.
 use kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
-use kafka_protocol::messages::describe_cluster_response::{DescribeClusterBroker, DescribeClusterResponse};
+use kafka_protocol::messages::describe_cluster_response::{
+    DescribeClusterBroker, DescribeClusterResponse,
+};
 use kafka_protocol::messages::metadata_request::MetadataRequest;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -20,18 +22,29 @@ const NO_OPERATIONS: i32 = i32::MIN;
 pub async fn metadata(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
     let node = BrokerId(broker.config.node_id);
     let (host, port) = broker.advertised();
-    let brokers = vec![MetadataResponseBroker::default().with_node_id(node).with_host(s(host)).with_port(port as i32)];
+    let brokers = vec![MetadataResponseBroker::default()
+        .with_node_id(node)
+        .with_host(s(host))
+        .with_port(port as i32)];
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let requested: Option<Vec<String>> = match req.topics {
         None => None,
         Some(t) if t.is_empty() && version == 0 => None,
-        Some(t) => Some(t.into_iter().filter_map(|t| t.name.map(|n| n.to_string())).collect()),
+        Some(t) => Some(
+            t.into_iter()
+                .filter_map(|t| t.name.map(|n| n.to_string()))
+                .collect(),
+        ),
     };
-    let auto_create = broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let auto_create =
+        broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let mut topics = Vec::new();
     match requested {
         None => match broker.topics.list().await {
-            Ok(all) => topics.extend(all.iter().map(|(name, meta)| topic_entry(broker, name, Some(meta), 0))),
+            Ok(all) => topics.extend(
+                all.iter()
+                    .map(|(name, meta)| topic_entry(broker, name, Some(meta), 0)),
+            ),
             Err(e) => tracing::warn!(error = %e.message, "listing topics for Metadata failed"),
         },
         Some(names) => {
@@ -39,17 +52,27 @@ pub async fn metadata(broker: &Broker, req: MetadataRequest, version: i16) -> Me
                 let entry = match broker.topics.get(&name).await {
                     Ok(Some(meta)) => topic_entry(broker, &name, Some(&meta), 0),
                     Ok(None) if auto_create => {
-                        let created = broker.topics.create(&name, broker.config.default_partitions, Vec::new(), false).await;
+                        let created = broker
+                            .topics
+                            .create(&name, broker.config.default_partitions, Vec::new(), false)
+                            .await;
                         match created {
                             Ok(meta) => {
                                 info!(topic = %name, partitions = meta.partitions, "auto-created topic");
                                 topic_entry(broker, &name, Some(&meta), 0)
                             }
                             // Lost a race with another creator: report what is there now.
-                            Err(e) if e.code == codes::TOPIC_ALREADY_EXISTS => match broker.topics.get(&name).await {
-                                Ok(Some(meta)) => topic_entry(broker, &name, Some(&meta), 0),
-                                _ => topic_entry(broker, &name, None, codes::UNKNOWN_TOPIC_OR_PARTITION),
-                            },
+                            Err(e) if e.code == codes::TOPIC_ALREADY_EXISTS => {
+                                match broker.topics.get(&name).await {
+                                    Ok(Some(meta)) => topic_entry(broker, &name, Some(&meta), 0),
+                                    _ => topic_entry(
+                                        broker,
+                                        &name,
+                                        None,
+                                        codes::UNKNOWN_TOPIC_OR_PARTITION,
+                                    ),
+                                }
+                            }
                             Err(e) => topic_entry(broker, &name, None, e.code),
                         }
                     }
@@ -68,7 +91,12 @@ pub async fn metadata(broker: &Broker, req: MetadataRequest, version: i16) -> Me
         .with_cluster_authorized_operations(NO_OPERATIONS)
 }
 
-fn topic_entry(broker: &Broker, name: &str, meta: Option<&TopicMeta>, error_code: i16) -> MetadataResponseTopic {
+fn topic_entry(
+    broker: &Broker,
+    name: &str,
+    meta: Option<&TopicMeta>,
+    error_code: i16,
+) -> MetadataResponseTopic {
     let node = BrokerId(broker.config.node_id);
     let partitions = meta.map_or(0, |m| m.partitions);
     MetadataResponseTopic::default()

@@ -45,13 +45,20 @@ pub enum Reply {
 
 pub(crate) fn encode<M: Encodable>(ctx: &RequestContext, message: &M) -> Result<BytesMut, String> {
     let mut out = BytesMut::new();
-    encode_response(ctx.api_key, ctx.version, ctx.correlation_id, message, &mut out)
-        .map_err(|e| format!("encoding the v{} response failed: {e}", ctx.version))?;
+    encode_response(
+        ctx.api_key,
+        ctx.version,
+        ctx.correlation_id,
+        message,
+        &mut out,
+    )
+    .map_err(|e| format!("encoding the v{} response failed: {e}", ctx.version))?;
     Ok(out)
 }
 
 fn decode<M: Decodable>(ctx: &RequestContext, mut body: Bytes) -> Result<M, String> {
-    M::decode(&mut body, ctx.version).map_err(|e| format!("malformed v{} request body: {e}", ctx.version))
+    M::decode(&mut body, ctx.version)
+        .map_err(|e| format!("malformed v{} request body: {e}", ctx.version))
 }
 
 /// Runs `work` after the reader moves on, encoding its result.
@@ -70,7 +77,11 @@ pub(crate) fn s(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
 }
 
-pub async fn dispatch(broker: &Arc<Broker>, ctx: RequestContext, body: Bytes) -> Result<Reply, String> {
+pub async fn dispatch(
+    broker: &Arc<Broker>,
+    ctx: RequestContext,
+    body: Bytes,
+) -> Result<Reply, String> {
     let b = broker.clone();
     let v = ctx.version;
     Ok(match ctx.api_key {
@@ -109,11 +120,17 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: RequestContext, body: Bytes) ->
         }
         ApiKey::ListOffsets => {
             let req = decode(&ctx, body)?;
-            later(ctx, async move { list_offsets::list_offsets(&b, req).await })
+            later(
+                ctx,
+                async move { list_offsets::list_offsets(&b, req).await },
+            )
         }
         ApiKey::InitProducerId => {
             let req = decode(&ctx, body)?;
-            later(ctx, async move { producer_id::init_producer_id(&b, req).await })
+            later(
+                ctx,
+                async move { producer_id::init_producer_id(&b, req).await },
+            )
         }
         ApiKey::FindCoordinator => {
             let req = decode(&ctx, body)?;
@@ -122,7 +139,9 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: RequestContext, body: Bytes) ->
         ApiKey::JoinGroup => {
             let req = decode(&ctx, body)?;
             let (client_id, host) = (ctx.client_id.clone(), ctx.peer.ip().to_string());
-            later(ctx, async move { b.groups.join_group(req, v, &client_id, &host).await })
+            later(ctx, async move {
+                b.groups.join_group(req, v, &client_id, &host).await
+            })
         }
         ApiKey::SyncGroup => {
             let req = decode(&ctx, body)?;

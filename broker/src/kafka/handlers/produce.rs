@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::produce_request::ProduceRequest;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
 use stratalog_protocol::kafka::record_batch;
 use tokio::sync::oneshot;
 use tracing::debug;
@@ -28,7 +30,12 @@ const INVALID_RECORD: i16 = 87;
 
 enum Outcome {
     Done(PartitionProduceResponse),
-    Waiting { index: i32, log_start: i64, append_time: bool, done: oneshot::Receiver<Result<i64, LogError>> },
+    Waiting {
+        index: i32,
+        log_start: i64,
+        append_time: bool,
+        done: oneshot::Receiver<Result<i64, LogError>>,
+    },
 }
 
 fn failed(index: i32, code: i16, message: impl Into<String>) -> PartitionProduceResponse {
@@ -55,17 +62,41 @@ pub async fn handle(broker: &Arc<Broker>, ctx: RequestContext, req: ProduceReque
         let mut outcomes = Vec::with_capacity(topic.partition_data.len());
         for p in topic.partition_data {
             let outcome = if !matches!(acks, -1..=1) {
-                error(p.index, INVALID_REQUIRED_ACKS, format!("acks={acks}; use 0, 1 or -1 (all)"))
+                error(
+                    p.index,
+                    INVALID_REQUIRED_ACKS,
+                    format!("acks={acks}; use 0, 1 or -1 (all)"),
+                )
             } else if req.transactional_id.is_some() {
-                error(p.index, TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported yet")
+                error(
+                    p.index,
+                    TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    "transactions are not supported yet",
+                )
             } else {
                 match &meta {
                     Some(meta) if (0..meta.partitions).contains(&p.index) => {
-                        let append_time = meta.config("message.timestamp.type") == Some("LogAppendTime");
-                        let max_bytes = meta.config("max.message.bytes").and_then(|v| v.parse().ok()).unwrap_or(broker.config.max_message_bytes);
-                        append(broker, &name, p.index, p.records.unwrap_or_default(), append_time, max_bytes).await
+                        let append_time =
+                            meta.config("message.timestamp.type") == Some("LogAppendTime");
+                        let max_bytes = meta
+                            .config("max.message.bytes")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(broker.config.max_message_bytes);
+                        append(
+                            broker,
+                            &name,
+                            p.index,
+                            p.records.unwrap_or_default(),
+                            append_time,
+                            max_bytes,
+                        )
+                        .await
                     }
-                    _ => error(p.index, codes::UNKNOWN_TOPIC_OR_PARTITION, format!("{name}-{} does not exist", p.index)),
+                    _ => error(
+                        p.index,
+                        codes::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("{name}-{} does not exist", p.index),
+                    ),
                 }
             };
             outcomes.push(outcome);
@@ -83,9 +114,23 @@ pub async fn handle(broker: &Arc<Broker>, ctx: RequestContext, req: ProduceReque
     }))
 }
 
-async fn append(broker: &Broker, topic: &str, partition: i32, batch: bytes::Bytes, append_time: bool, max_bytes: usize) -> Outcome {
+async fn append(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    batch: bytes::Bytes,
+    append_time: bool,
+    max_bytes: usize,
+) -> Outcome {
     if batch.len() > max_bytes {
-        return error(partition, MESSAGE_TOO_LARGE, format!("batch of {} bytes exceeds max.message.bytes {max_bytes}", batch.len()));
+        return error(
+            partition,
+            MESSAGE_TOO_LARGE,
+            format!(
+                "batch of {} bytes exceeds max.message.bytes {max_bytes}",
+                batch.len()
+            ),
+        );
     }
     let info = match record_batch::validate(&batch) {
         Ok(info) => info,
@@ -95,7 +140,11 @@ async fn append(broker: &Broker, topic: &str, partition: i32, batch: bytes::Byte
         }
     };
     if info.is_transactional() || info.is_control() {
-        return error(partition, INVALID_RECORD, "transactional and control batches are not supported yet");
+        return error(
+            partition,
+            INVALID_RECORD,
+            "transactional and control batches are not supported yet",
+        );
     }
     let log = match broker.partitions.get(topic, partition).await {
         Ok(log) => log,
@@ -103,7 +152,12 @@ async fn append(broker: &Broker, topic: &str, partition: i32, batch: bytes::Byte
     };
     metrics::BYTES_IN.inc_by(batch.len() as u64);
     match log.append(batch, info, append_time).await {
-        Ok(Appended::Pending(done)) => Outcome::Waiting { index: partition, log_start: log.log_start_offset(), append_time, done },
+        Ok(Appended::Pending(done)) => Outcome::Waiting {
+            index: partition,
+            log_start: log.log_start_offset(),
+            append_time,
+            done,
+        },
         Ok(Appended::Duplicate(base_offset)) => Outcome::Done(
             PartitionProduceResponse::default()
                 .with_index(partition)
@@ -115,7 +169,10 @@ async fn append(broker: &Broker, topic: &str, partition: i32, batch: bytes::Byte
     }
 }
 
-async fn finish(topics: Vec<(kafka_protocol::messages::TopicName, Vec<Outcome>)>, timeout: Duration) -> ProduceResponse {
+async fn finish(
+    topics: Vec<(kafka_protocol::messages::TopicName, Vec<Outcome>)>,
+    timeout: Duration,
+) -> ProduceResponse {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut responses = Vec::with_capacity(topics.len());
     for (name, outcomes) in topics {
@@ -123,23 +180,42 @@ async fn finish(topics: Vec<(kafka_protocol::messages::TopicName, Vec<Outcome>)>
         for outcome in outcomes {
             let response = match outcome {
                 Outcome::Done(r) => r,
-                Outcome::Waiting { index, log_start, append_time, done } => match tokio::time::timeout_at(deadline, done).await {
+                Outcome::Waiting {
+                    index,
+                    log_start,
+                    append_time,
+                    done,
+                } => match tokio::time::timeout_at(deadline, done).await {
                     Ok(Ok(Ok(base_offset))) => PartitionProduceResponse::default()
                         .with_index(index)
                         .with_base_offset(base_offset)
-                        .with_log_append_time_ms(if append_time { crate::log::partition::now_ms() } else { -1 })
+                        .with_log_append_time_ms(if append_time {
+                            crate::log::partition::now_ms()
+                        } else {
+                            -1
+                        })
                         .with_log_start_offset(log_start),
                     Ok(Ok(Err(e))) => failed(index, e.code, e.reason),
                     Ok(Err(_)) => failed(index, codes::UNKNOWN_SERVER_ERROR, "append abandoned"),
-                    Err(_) => failed(index, REQUEST_TIMED_OUT, format!("not durable within {timeout:?}")),
+                    Err(_) => failed(
+                        index,
+                        REQUEST_TIMED_OUT,
+                        format!("not durable within {timeout:?}"),
+                    ),
                 },
             };
             if response.error_code != 0 {
-                metrics::REQUEST_ERRORS.with_label_values(&["Produce", &response.error_code.to_string()]).inc();
+                metrics::REQUEST_ERRORS
+                    .with_label_values(&["Produce", &response.error_code.to_string()])
+                    .inc();
             }
             partitions.push(response);
         }
-        responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(partitions));
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(partitions),
+        );
     }
     ProduceResponse::default().with_responses(responses)
 }
