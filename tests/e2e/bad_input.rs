@@ -70,6 +70,20 @@ async fn malformed_frames_close_only_their_connection() {
     c.send_bytes(&[0, 0, 0, 100, 0, 3]);
     drop(c);
 
+    // Array counts that lie: 2^31-1 topics in a 16-byte Metadata v1 and Produce v3 request.
+    // The decoder reserves room for them before reading any; that must not take the server down.
+    let mut c = RawConn::connect(server.kafka);
+    c.send_bytes(&frame(&[
+        0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff,
+    ]));
+    assert!(c.closed_by_server(), "lying Metadata array count");
+    let mut c = RawConn::connect(server.kafka);
+    c.send_bytes(&frame(&[
+        0, 0, 0, 3, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x75, 0x30, 0x7f, 0xff,
+        0xff, 0xff,
+    ]));
+    assert!(c.closed_by_server(), "lying Produce array count");
+
     // ApiVersions at a future version: answered in v0 with UNSUPPORTED_VERSION (KIP-511).
     let mut c = RawConn::connect(server.kafka);
     c.send_bytes(&frame(&[0, 18, 0, 99, 0, 0, 0, 7, 0, 0]));
