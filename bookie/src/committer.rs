@@ -45,7 +45,6 @@ pub(crate) fn run(inner: Arc<Inner>, mut journal: JournalWriter) {
                     break;
                 }
                 group_bytes += len;
-                st.queue_bytes -= len;
                 if let Some(r) = st.queue.pop_front() {
                     group.push(r);
                 }
@@ -113,6 +112,9 @@ pub(crate) fn run(inner: Arc<Inner>, mut journal: JournalWriter) {
         let mut replies = Vec::with_capacity(group.len());
         let request_checkpoint = {
             let mut st = inner.state.lock();
+            // The group's bytes leave the queue only now that they are in the write cache,
+            // so admission control never loses sight of them while they are being fsynced.
+            st.queue_bytes -= group_bytes;
             for r in group.drain(..) {
                 if let Record::Add { payload, .. } = &r.record {
                     adds += 1;

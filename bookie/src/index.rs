@@ -23,7 +23,7 @@
 //! scan from `ord(x)` finds the first key `>= x`.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::entry_log::{FileStats, Location};
 use crate::journal::JournalPos;
@@ -99,6 +99,27 @@ fn decode_location(v: &[u8]) -> Option<Location> {
     })
 }
 
+/// fsyncs every file and directory under `dir`, and `dir` itself.
+fn sync_tree(dir: &Path) -> Result<(), BookieError> {
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BookieError::Io { op, path, source }
+    };
+    for entry in std::fs::read_dir(dir).map_err(io("listing index dir", dir))? {
+        let path = entry.map_err(io("listing index dir", dir))?.path();
+        if path.is_dir() {
+            sync_tree(&path)?;
+        } else {
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(io("fsync index file", &path))?;
+        }
+    }
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io("fsync index dir", dir))
+}
+
 fn corrupt(what: &str) -> BookieError {
     BookieError::Index(format!("undecodable {what}"))
 }
@@ -112,6 +133,7 @@ pub(crate) struct Loaded {
 
 pub(crate) struct Index {
     db: sled::Db,
+    dir: PathBuf,
 }
 
 impl Index {
@@ -123,6 +145,11 @@ impl Index {
             // sled's periodic background flush would only add I/O.
             .flush_every_ms(None)
             .open()?;
+        let index = Index {
+            db,
+            dir: dir.to_path_buf(),
+        };
+        let db = &index.db;
         match db.get([TAG_VERSION])? {
             None => {
                 db.insert([TAG_VERSION], &FORMAT_VERSION.to_be_bytes())?;
@@ -135,7 +162,7 @@ impl Index {
                 )))
             }
         }
-        Ok(Index { db })
+        Ok(index)
     }
 
     pub fn load(&self) -> Result<Loaded, BookieError> {
@@ -241,13 +268,15 @@ impl Index {
     /// Applies `batch` atomically and makes it durable.
     pub fn commit(&self, batch: IndexBatch) -> Result<(), BookieError> {
         self.db.apply_batch(batch.0)?;
-        self.db.flush()?;
-        Ok(())
+        self.flush()
     }
 
+    /// Flushes sled, then fsyncs its files: sled 0.34's flush writes with `sync_file_range`,
+    /// which neither flushes the disk cache nor covers new files (blobs) and directory
+    /// entries. The checkpoint deletes journal files after this, so it must really be on disk.
     pub fn flush(&self) -> Result<(), BookieError> {
         self.db.flush()?;
-        Ok(())
+        sync_tree(&self.dir)
     }
 }
 

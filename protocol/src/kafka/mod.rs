@@ -1,4 +1,5 @@
 //! The Kafka side of the wire: request headers, response framing and RecordBatch v2.
+pub mod compression;
 pub mod header;
 pub mod record_batch;
 

@@ -21,10 +21,14 @@
 //! Each record: `varint length, i8 attributes, varlong timestamp_delta, varint offset_delta,
 //! varint key_len, key, varint value_len, value, varint header_count, headers...` where a
 //! length of -1 means null.
-use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+use bytes::{Buf, BytesMut};
+
+use super::compression::{self, DecompressError};
 
 pub const HEADER_LEN: usize = 61;
+/// Largest a batch may inflate to. Kafka has no such limit; without one a small compressed
+/// batch can claim more memory than the machine has.
+pub const MAX_DECOMPRESSED: usize = 128 * 1024 * 1024;
 const CRC_START: usize = 21;
 
 /// A Kafka error code for a rejected batch, with the reason for the log.
@@ -192,17 +196,11 @@ pub fn validate(buf: &[u8]) -> Result<BatchInfo, BatchError> {
     Ok(info)
 }
 
-fn decompress(codec: Compression, body: &[u8]) -> Result<Bytes, BatchError> {
-    let mut src = Bytes::copy_from_slice(body);
-    let collect = |b: &mut Bytes| -> anyhow::Result<Bytes> { Ok(b.split_to(b.len())) };
-    let out = match codec {
-        Compression::Gzip => Gzip::decompress(&mut src, collect),
-        Compression::Snappy => Snappy::decompress(&mut src, collect),
-        Compression::Lz4 => Lz4::decompress(&mut src, collect),
-        Compression::Zstd => Zstd::decompress(&mut src, collect),
-        Compression::None => Ok(src),
-    };
-    out.map_err(|e| BatchError::Corrupt(format!("{codec:?} payload does not decompress: {e}")))
+fn decompress(codec: Compression, body: &[u8]) -> Result<Vec<u8>, BatchError> {
+    compression::decompress(codec, body, MAX_DECOMPRESSED).map_err(|e| match e {
+        DecompressError::TooLarge { .. } => BatchError::Invalid(e.to_string()),
+        DecompressError::Corrupt { .. } => BatchError::Corrupt(e.to_string()),
+    })
 }
 
 /// Walks the records, checking each one's framing and that offset deltas count up from 0.
