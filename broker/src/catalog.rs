@@ -4,7 +4,6 @@
 //! /stratalog/topics/{topic}                    TopicMeta
 //! /stratalog/partitions/{topic}/{partition}    PartitionMeta (the managed ledger: ledger list,
 //!                                              log start offset, producer snapshots)
-//! /stratalog/owners/{topic}/{partition}        broker id, attached to that broker's lease
 //! /stratalog/bookies/{bookie-id}               the bookie's address, attached to its lease
 //! /stratalog/counters/ledger-id                next ledger id (u64, big-endian)
 //! /stratalog/counters/producer-id              next producer id block (i64, big-endian)
@@ -30,9 +29,6 @@ pub fn partition_key(topic: &str, partition: i32) -> String {
 }
 pub fn partitions_prefix(topic: &str) -> String {
     format!("{ROOT}/partitions/{topic}/")
-}
-pub fn owner_key(topic: &str, partition: i32) -> String {
-    format!("{ROOT}/owners/{topic}/{partition}")
 }
 pub fn bookie_key(id: &str) -> String {
     format!("{ROOT}/bookies/{id}")
@@ -110,7 +106,8 @@ wire_struct! {
     pub struct PartitionMeta {
         pub ledgers: Vec<LedgerInfo>,
         pub log_start_offset: i64,
-        /// Bumped by every new owner; reported as the partition leader epoch.
+        /// Bumped by every take-over. (Clients are told epoch 0 for now: Stratalog does not
+        /// serve OffsetForLeaderEpoch, so a changing epoch would only confuse them.)
         pub leader_epoch: i32,
         /// Producer state as of the end of the last closed ledger.
         pub producers: Vec<ProducerSnapshot>,

@@ -1,9 +1,16 @@
 //! The Kafka APIs and version ranges this broker speaks (the ApiVersions answer).
 //!
-//! Ranges are capped where a newer version would need something Stratalog does not have
-//! yet: Fetch v13+ and Produce v13 address topics by id only, ListOffsets v7 needs
-//! max-timestamp lookup, OffsetCommit/OffsetFetch v9 and JoinGroup's successors belong to the
-//! KIP-848 consumer protocol.
+//! Each maximum is the newest version whose semantics we implement:
+//! - Fetch v13+ and Produce v13 address topics by id only; Produce v12 is KIP-890
+//!   (transactions part 2), so Produce stops at v11.
+//! - ListOffsets v7 adds max-timestamp lookup (-3); v8+ tiered-storage specs.
+//! - OffsetCommit/OffsetFetch v9+ carry KIP-848 member epochs; DescribeGroups v6 and
+//!   ListGroups v5 add KIP-848 group types.
+//! - Metadata v13 adds a top-level error for KIP-848 clients; FindCoordinator v5-6 share
+//!   groups and transaction-version semantics; ApiVersions v4 is KIP-896/1022 features.
+//! - InitProducerId v5+ is KIP-890/939 (transactions).
+//! Minimums are the oldest versions the `kafka-protocol` codec handles (Kafka 4 dropped the
+//! same ones, KIP-896); a test checks every range against the codec.
 use kafka_protocol::messages::ApiKey;
 
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[

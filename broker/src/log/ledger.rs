@@ -182,8 +182,9 @@ pub async fn read_entries(
     Err(last_error.unwrap_or_else(|| no_bookies(info)))
 }
 
-/// The entry holding `value` (an offset or a timestamp), asking each bookie of the ensemble
-/// until one knows.
+/// The entry holding `value` (an offset or a timestamp): the answer of the first bookie of the
+/// ensemble that answers at all. Right when every bookie holds every entry (E = Qw); with
+/// striping (E > Qw) the answers have to be merged — not done yet.
 pub async fn find_entry(
     pool: &BookiePool,
     info: &LedgerInfo,

@@ -10,8 +10,11 @@
 //! Taking a partition over ([`PartitionLog::open`]) follows the managed-ledger protocol: read
 //! the ledger list, fence and recover the last ledger if it is still open (whoever wrote it
 //! can then add nothing more), close it in the metadata store with a compare-and-set, and
-//! start a new ledger. A broker that lost the partition fails its next add (fenced) or its
-//! next metadata update (revision mismatch), and stops.
+//! start a new ledger. A broker whose ledger was fenced gets NOT_LEADER_OR_FOLLOWER for the
+//! adds in flight and a revision conflict on its next metadata update, so nothing it writes
+//! after the take-over becomes part of the log. Today one broker serves every partition and
+//! recovers its own ledger after a failed add; with several brokers, partition ownership
+//! leases (next step) must stop a broker from taking a partition back by the same route.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -351,7 +354,7 @@ impl PartitionLog {
         match writer.producers.check(&info) {
             SequenceCheck::Append => {}
             SequenceCheck::Duplicate { base_offset } => {
-                return Ok(Appended::Duplicate(base_offset))
+                return Ok(self.duplicate(base_offset, writer.failed.clone()))
             }
             SequenceCheck::Reject(code) => {
                 return Err(LogError {
@@ -402,6 +405,40 @@ impl PartitionLog {
         writer.next_offset = last_offset + 1;
         writer.producers.update(&info, base_offset);
         Ok(Appended::Pending(done))
+    }
+
+    /// A retry of a batch already appended at `base_offset`. If the original is still in
+    /// flight, the retry is answered only once the original is durable; if the original fails,
+    /// so does the retry (and the producer retries again after the partition recovers).
+    fn duplicate(&self, base_offset: i64, failed: Arc<AtomicBool>) -> Appended {
+        if base_offset < self.high_watermark() {
+            return Appended::Duplicate(base_offset);
+        }
+        let (reply, done) = oneshot::channel();
+        let mut hw = self.high_watermark.subscribe();
+        tokio::spawn(async move {
+            let wait = async {
+                loop {
+                    if *hw.borrow_and_update() > base_offset {
+                        return Ok(base_offset);
+                    }
+                    if failed.load(Ordering::Acquire) || hw.changed().await.is_err() {
+                        return Err(LogError::storage(
+                            "the original of this retried batch was not written; retry",
+                        ));
+                    }
+                }
+            };
+            let result = tokio::time::timeout(Duration::from_secs(120), wait)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(LogError::storage(
+                        "the original of this retried batch is still not durable",
+                    ))
+                });
+            let _ = reply.send(result);
+        });
+        Appended::Pending(done)
     }
 
     /// Closes the current ledger once everything in flight is acknowledged, and opens the next.

@@ -66,7 +66,7 @@ fn snappy(input: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
     let codec = Compression::Snappy;
     let corrupt = |detail: String| DecompressError::Corrupt { codec, detail };
     let mut out = Vec::new();
-    let mut append_block = |block: &[u8], out: &mut Vec<u8>| -> Result<(), DecompressError> {
+    let append_block = |block: &[u8], out: &mut Vec<u8>| -> Result<(), DecompressError> {
         // The raw format states its length up front: check it before allocating.
         let len = snap::raw::decompress_len(block).map_err(|e| corrupt(e.to_string()))?;
         if out.len() + len > limit {
