@@ -9,6 +9,7 @@
 //! - Metadata v13 adds a top-level error for KIP-848 clients; FindCoordinator v5-6 share
 //!   groups and transaction-version semantics; ApiVersions v4 is KIP-896/1022 features.
 //! - InitProducerId v5+ is KIP-890/939 (transactions).
+//!
 //! Minimums are the oldest versions the `kafka-protocol` codec handles (Kafka 4 dropped the
 //! same ones, KIP-896); a test checks every range against the codec.
 use kafka_protocol::messages::ApiKey;
