@@ -5,6 +5,7 @@ mod harness;
 mod admin;
 mod bad_input;
 mod cluster;
+mod compat;
 mod durability;
 mod groups;
 mod idempotence;

@@ -108,6 +108,8 @@ async fn read_requests(
             frame = read_frame(&mut reader, &mut buf, limit) => match frame {
                 Ok(frame) => frame,
                 Err(FrameError::Closed) => return Close::ClientClosed,
+                // Clients that exit without closing their sockets cleanly are routine.
+                Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Close::ClientClosed,
                 Err(e) => return Close::Frame(e),
             },
         };

@@ -16,9 +16,9 @@ pub async fn list_offsets(broker: &Broker, req: ListOffsetsRequest) -> ListOffse
         let meta = broker.topics.get(&topic.name).await.ok().flatten();
         let mut partitions = Vec::new();
         for p in topic.partitions {
-            let response = ListOffsetsPartitionResponse::default()
-                .with_partition_index(p.partition_index)
-                .with_leader_epoch(0);
+            // leader_epoch stays -1 (unknown): it exists only from v4 and we report no epochs.
+            let response =
+                ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let log = match &meta {
                 Some(meta) if (0..meta.partitions).contains(&p.partition_index) => {
                     broker.partitions.get(&topic.name, p.partition_index).await
