@@ -9,6 +9,7 @@ use rdkafka::Message;
 use crate::harness::*;
 
 const CORRUPT_MESSAGE: i16 = 2;
+const MESSAGE_TOO_LARGE: i16 = 10;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const UNSUPPORTED_VERSION: i16 = 35;
 const INVALID_RECORD: i16 = 87;

@@ -9,7 +9,15 @@ use rdkafka::Message;
 use crate::harness::*;
 
 fn group_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
-    client_config(bootstrap)
+    group_consumer_with(bootstrap, group, &[])
+}
+
+fn group_consumer_with(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> BaseConsumer {
+    let mut config = client_config(bootstrap);
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    config
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -158,4 +166,58 @@ async fn committed_offsets_with_metadata_survive_a_restart() {
     let e = &committed.elements()[0];
     assert_eq!(e.offset(), rdkafka::Offset::Offset(42));
     assert_eq!(e.metadata(), "checkpoint-7");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_sticky_members_rebalance_incrementally() {
+    let server = Standalone::start();
+    let bootstrap = server.bootstrap();
+    create_topic(&bootstrap, "coop", 4).await;
+    let cooperative = [("partition.assignment.strategy", "cooperative-sticky")];
+    let a = group_consumer_with(&bootstrap, "g-coop", &cooperative);
+    a.subscribe(&["coop"]).unwrap();
+    assert!(
+        poll_until(&[&a], Duration::from_secs(30), || assignment(&a).len() == 4),
+        "first member got {:?}",
+        assignment(&a)
+    );
+    let b = group_consumer_with(&bootstrap, "g-coop", &cooperative);
+    b.subscribe(&["coop"]).unwrap();
+    let balanced = poll_until(&[&a, &b], Duration::from_secs(30), || {
+        let (sa, sb) = (assignment(&a), assignment(&b));
+        sa.len() == 2 && sb.len() == 2 && sa.is_disjoint(&sb)
+    });
+    assert!(balanced, "a={:?} b={:?}", assignment(&a), assignment(&b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_member_rejoins_without_losing_its_partitions() {
+    let server = Standalone::start();
+    let bootstrap = server.bootstrap();
+    create_topic(&bootstrap, "static", 2).await;
+    let member = |id: &'static str| {
+        group_consumer_with(&bootstrap, "g-static", &[("group.instance.id", id)])
+    };
+    let a = member("instance-a");
+    let b = member("instance-b");
+    a.subscribe(&["static"]).unwrap();
+    b.subscribe(&["static"]).unwrap();
+    assert!(poll_until(
+        &[&a, &b],
+        Duration::from_secs(30),
+        || assignment(&a).len() == 1 && assignment(&b).len() == 1
+    ));
+    let before = assignment(&b);
+    // A static member that goes away without leaving (like a restart) and comes back with the
+    // same instance id gets its partition back; the other member keeps its own throughout.
+    drop(b);
+    let b = member("instance-b");
+    b.subscribe(&["static"]).unwrap();
+    assert!(
+        poll_until(&[&a, &b], Duration::from_secs(30), || assignment(&b)
+            == before),
+        "b got {:?}",
+        assignment(&b)
+    );
+    assert_eq!(assignment(&a).len(), 1);
 }
