@@ -40,6 +40,14 @@ unsafe impl GlobalAlloc for Allocator {
         }
     }
 
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() < HUGE || layout.align() > 4096 {
+            return unsafe { System.alloc_zeroed(layout) };
+        }
+        // Fresh anonymous mappings are zero already; writing zeros would touch every page.
+        unsafe { self.alloc(layout) }
+    }
+
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if layout.size() < HUGE || layout.align() > 4096 {
             unsafe { System.dealloc(ptr, layout) };
@@ -75,6 +83,8 @@ mod tests {
         // 64 GiB of capacity, never touched: must succeed and be released.
         let v: Vec<u64> = Vec::with_capacity(8 << 30);
         assert!(v.capacity() >= 8 << 30);
+        let zeroed = vec![0u8; 3 << 30];
+        assert_eq!(zeroed[zeroed.len() - 1], 0);
         let mut small = vec![1u8; 16];
         small.resize(32, 2);
         assert_eq!(small.len(), 32);

@@ -15,6 +15,7 @@
 //! advertised = "127.0.0.1:3181"       # address brokers use; default: the bound address
 //! metadata_addr = "127.0.0.1:2379"
 //! checkpoint_interval_ms = 10000
+//! write_cache_bytes = 67108864        # journaled entries not yet in entry logs
 //!
 //! [broker]                            # see stratalog_broker::BrokerConfig
 //! kafka_listen = "127.0.0.1:9092"
@@ -78,6 +79,8 @@ pub struct BookieSection {
     /// Default: 127.0.0.1:2379 (in standalone, the in-process metadata node).
     pub metadata_addr: Option<String>,
     pub checkpoint_interval_ms: u64,
+    /// Memory for entries journaled but not yet checkpointed into entry logs.
+    pub write_cache_bytes: usize,
     /// How long the bookie's registration outlives it if it dies without deregistering.
     pub registration_ttl_ms: u64,
 }
@@ -90,6 +93,7 @@ impl Default for BookieSection {
             advertised: None,
             metadata_addr: None,
             checkpoint_interval_ms: 10_000,
+            write_cache_bytes: 64 * 1024 * 1024,
             registration_ttl_ms: 10_000,
         }
     }

@@ -151,7 +151,28 @@ fn apply_broker(config: &mut Config, args: BrokerArgs) {
     set(&mut b.ledger_roll_bytes, args.ledger_roll_bytes);
 }
 
+/// glibc keeps freed memory in its arenas; after a burst of megabyte-sized buffers (produce
+/// batches, fetch responses, bookie write-cache entries) RSS would stay at its peak long
+/// after the load ends. Trimming every few seconds hands free pages back to the OS. (A fixed
+/// low mmap threshold would do the same per allocation, at the price of an mmap, munmap and
+/// page faults for every large buffer — measured: it cut consume throughput by two thirds.)
+fn trim_malloc_periodically() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    std::thread::Builder::new()
+        .name("malloc-trim".into())
+        .spawn(|| loop {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            // SAFETY: malloc_trim only releases free memory; it is thread-safe.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        })
+        .map(|_| ())
+        .unwrap_or_else(|e| eprintln!("stratalog: cannot start the malloc-trim thread: {e}"));
+}
+
 fn main() -> std::process::ExitCode {
+    trim_malloc_periodically();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env()

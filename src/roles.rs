@@ -117,6 +117,7 @@ async fn start_bookie(
     let bookie_config = BookieConfig {
         data_dir: dir.clone(),
         checkpoint_interval: Duration::from_millis(config.bookie.checkpoint_interval_ms),
+        write_cache_max_bytes: config.bookie.write_cache_bytes,
         ..BookieConfig::default()
     };
     let bookie = Bookie::open(bookie_config)

@@ -9,6 +9,7 @@
 //!   throughput and produce latency (send → delivery report) percentiles.
 //! * `consume` — reads N records from the beginning; reports throughput.
 //! * `commit`  — offset-commit throughput and latency for a consumer group.
+//! * `rpc`     — Stratalog's internal RPC transport alone, in process (no Kafka).
 //!
 //! What it is **not**: a correctness test (it counts records and bytes, it does not
 //! verify contents or ordering), a cluster management tool (it only creates the
@@ -26,6 +27,7 @@ mod commit;
 mod consume;
 mod produce;
 mod report;
+mod rpc;
 #[cfg(test)]
 mod tests;
 
@@ -64,6 +66,9 @@ enum Command {
     /// Offset-commit throughput: commit increasing offsets for partition 0 of a topic in a group;
     /// report commits/s and commit latency percentiles.
     Commit(commit::CommitArgs),
+    /// The internal RPC transport alone (in-process loopback server that acks at once):
+    /// calls/s, MB/s and latency for a payload size and concurrency.
+    Rpc(rpc::RpcArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -71,6 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Commit(args) => commit::run(args),
+        Command::Rpc(args) => rpc::run(args),
     }
 }
 

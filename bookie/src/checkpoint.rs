@@ -133,7 +133,9 @@ impl Checkpointer {
             }
         }
         let locations = self.writer.append(&items)?;
+        let written = started.elapsed();
         self.writer.sync()?;
+        let synced = started.elapsed();
 
         // 3. Index batch.
         let mut batch = IndexBatch::default();
@@ -184,7 +186,9 @@ impl Checkpointer {
             }
         }
         batch.put_checkpoint(pos);
+        let indexed = started.elapsed();
         inner.index.commit(batch)?;
+        let committed = started.elapsed();
 
         // 4. The index now has everything: drop the flushing generation.
         let (ledgers, fenced, cache_bytes) = {
@@ -231,6 +235,10 @@ impl Checkpointer {
             bytes,
             ledgers_changed = ledger_states.len(),
             journals_removed,
+            write_ms = written.as_millis() as u64,
+            sync_ms = (synced - written).as_millis() as u64,
+            index_build_ms = (indexed - synced).as_millis() as u64,
+            index_commit_ms = (committed - indexed).as_millis() as u64,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "checkpoint done"
         );

@@ -23,7 +23,7 @@ pub struct BookieConfig {
     /// Memory for entries that are durable in the journal but not yet in an entry log
     /// (two generations: the one being filled and the one being checkpointed). A
     /// checkpoint starts when the filling generation reaches half of this, and adds wait
-    /// while both together exceed it. Default 256 MiB. (Addition to the brief's fields.)
+    /// while both together exceed it. Default 64 MiB.
     pub write_cache_max_bytes: usize,
 }
 
@@ -35,7 +35,7 @@ impl Default for BookieConfig {
             journal_max_bytes: 512 * 1024 * 1024,
             checkpoint_interval: Duration::from_secs(10),
             journal_group_max_bytes: 4 * 1024 * 1024,
-            write_cache_max_bytes: 256 * 1024 * 1024,
+            write_cache_max_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -161,7 +161,7 @@ impl EntryLogWriter {
             let mut size = cur.size;
             while j < items.len() && j - i < WRITE_BATCH {
                 let len = items[j].2.record_len() as u64;
-                if j > i && size + len > max_bytes {
+                if j > i && (size + len > max_bytes || size + len - cur.size > WRITEBACK_CHUNK) {
                     break;
                 }
                 size += len;
@@ -187,6 +187,7 @@ impl EntryLogWriter {
             }
             write_all_vectored(&mut cur.file, &mut slices)
                 .map_err(|e| BookieError::io("write entry log", &cur.path, e))?;
+            write_back(&cur.file, cur.size, size - cur.size);
             let mut offset = cur.size;
             for (_, _, e) in &items[i..j] {
                 let len = e.record_len() as u64;
@@ -204,7 +205,8 @@ impl EntryLogWriter {
         Ok(locations)
     }
 
-    /// Makes everything appended so far durable.
+    /// Makes everything appended so far durable. The bytes were written back as they were
+    /// appended (see [`write_back`]), so this wait is short.
     pub fn sync(&mut self) -> Result<(), BookieError> {
         if let Some(c) = self.current.as_mut() {
             if c.unsynced {
@@ -221,6 +223,33 @@ impl EntryLogWriter {
         Ok(())
     }
 }
+
+/// Bytes appended between two writebacks.
+const WRITEBACK_CHUNK: u64 = 1024 * 1024;
+
+/// Writes a just-appended range (at most [`WRITEBACK_CHUNK`] bytes) to disk and waits.
+///
+/// Why: a checkpoint appends tens of MiB at once. Left dirty until the final `fdatasync`,
+/// or queued for writeback all at once, they sit in the device queue ahead of the journal's
+/// next write, and every produce waiting on that journal `fdatasync` waits behind them
+/// (measured: p99 produce latency at 10 MB/s went from ~7 ms without checkpoints to 50+ ms).
+/// Flushing one small chunk at a time keeps at most a chunk ahead of the journal; the
+/// checkpoint takes longer, but it runs on its own thread and nobody waits for it.
+#[cfg(target_os = "linux")]
+fn write_back(file: &File, offset: u64, len: u64) {
+    use std::os::unix::io::AsRawFd;
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    // SAFETY: plain syscall on an open fd. A failure only loses the pacing: the final
+    // `fdatasync` of the checkpoint still makes the bytes durable (and reports errors).
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, flags);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_back(_file: &File, _offset: u64, _len: u64) {}
 
 /// Read side: a cache of open read-only handles, shared by all readers.
 pub(crate) struct EntryLogReader {

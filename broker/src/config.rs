@@ -59,7 +59,7 @@ impl Default for BrokerConfig {
             ack_quorum: 1,
             ledger_roll_bytes: 256 * 1024 * 1024,
             ledger_roll_ms: 4 * 3600 * 1000,
-            tail_cache_bytes: 16 * 1024 * 1024,
+            tail_cache_bytes: 4 * 1024 * 1024,
             group_initial_rebalance_delay_ms: 0,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
