@@ -161,7 +161,7 @@ fn trim_malloc_periodically() {
     std::thread::Builder::new()
         .name("malloc-trim".into())
         .spawn(|| loop {
-            std::thread::sleep(std::time::Duration::from_secs(5));
+            std::thread::sleep(std::time::Duration::from_secs(10));
             // SAFETY: malloc_trim only releases free memory; it is thread-safe.
             unsafe {
                 libc::malloc_trim(0);

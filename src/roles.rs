@@ -58,6 +58,18 @@ fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
+/// What every role process starts with: a shutdown token tied to SIGINT/SIGTERM and the
+/// HTTP endpoint (metrics, health) on `default_http` unless configured otherwise.
+async fn start_process(
+    config: &Config,
+    default_http: &str,
+) -> anyhow::Result<(CancellationToken, Arc<Health>)> {
+    let shutdown = shutdown_on_signal();
+    let health = Arc::new(Health::default());
+    start_http(config, default_http, health.clone(), &shutdown).await?;
+    Ok((shutdown, health))
+}
+
 async fn start_http(
     config: &Config,
     default: &str,
@@ -211,9 +223,7 @@ fn local(listener: &TcpListener) -> anyhow::Result<SocketAddr> {
 }
 
 pub async fn standalone(mut config: Config) -> anyhow::Result<()> {
-    let shutdown = shutdown_on_signal();
-    let health = Arc::new(Health::default());
-    start_http(&config, "127.0.0.1:7070", health.clone(), &shutdown).await?;
+    let (shutdown, health) = start_process(&config, "127.0.0.1:7070").await?;
     let kafka = bind(
         &config.broker.kafka_listen,
         "Kafka clients",
@@ -254,9 +264,7 @@ pub async fn standalone(mut config: Config) -> anyhow::Result<()> {
 }
 
 pub async fn metadata(config: Config) -> anyhow::Result<()> {
-    let shutdown = shutdown_on_signal();
-    let health = Arc::new(Health::default());
-    start_http(&config, "127.0.0.1:7071", health.clone(), &shutdown).await?;
+    let (shutdown, health) = start_process(&config, "127.0.0.1:7071").await?;
     let listener = bind(
         config
             .metadata
@@ -275,9 +283,7 @@ pub async fn metadata(config: Config) -> anyhow::Result<()> {
 }
 
 pub async fn bookie(config: Config) -> anyhow::Result<()> {
-    let shutdown = shutdown_on_signal();
-    let health = Arc::new(Health::default());
-    start_http(&config, "127.0.0.1:7072", health.clone(), &shutdown).await?;
+    let (shutdown, health) = start_process(&config, "127.0.0.1:7072").await?;
     let listener = bind(
         config.bookie.listen.as_deref().unwrap_or("127.0.0.1:3181"),
         "the bookie",
@@ -304,9 +310,7 @@ pub async fn bookie(config: Config) -> anyhow::Result<()> {
 }
 
 pub async fn broker(config: Config) -> anyhow::Result<()> {
-    let shutdown = shutdown_on_signal();
-    let health = Arc::new(Health::default());
-    start_http(&config, "127.0.0.1:7070", health.clone(), &shutdown).await?;
+    let (shutdown, health) = start_process(&config, "127.0.0.1:7070").await?;
     let kafka = bind(
         &config.broker.kafka_listen,
         "Kafka clients",

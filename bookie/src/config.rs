@@ -12,7 +12,7 @@ pub struct BookieConfig {
     /// (a single entry larger than this still gets a file of its own). Default 512 MiB.
     pub entry_log_max_bytes: u64,
     /// A journal file is closed and a new one started once it reaches this size.
-    /// Default 512 MiB.
+    /// Default 256 MiB.
     pub journal_max_bytes: u64,
     /// Time between checkpoints (flush write cache to entry logs + index, then drop
     /// journal files that are no longer needed). Default 10 s.
@@ -32,7 +32,7 @@ impl Default for BookieConfig {
         BookieConfig {
             data_dir: PathBuf::from("./data/bookie"),
             entry_log_max_bytes: 512 * 1024 * 1024,
-            journal_max_bytes: 512 * 1024 * 1024,
+            journal_max_bytes: 256 * 1024 * 1024,
             checkpoint_interval: Duration::from_secs(10),
             journal_group_max_bytes: 4 * 1024 * 1024,
             write_cache_max_bytes: 64 * 1024 * 1024,

@@ -364,7 +364,7 @@ pub(crate) fn decode_entry(
 /// Removes an entry log file; a missing file is fine (a crash may have beaten us to it).
 pub(crate) fn remove_file(dir: &Path, id: u64) -> Result<(), BookieError> {
     let path = numbered_path(dir, id, EXT);
-    match std::fs::remove_file(&path) {
+    match crate::fsutil::remove_gradually(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(BookieError::io("delete entry log", &path, e)),

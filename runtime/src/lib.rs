@@ -11,8 +11,10 @@
 //!   the process-wide default registry), `/healthz` and `/readyz`; a role may add routes.
 //! - [`framing`]: reading length-prefixed frames with a size limit, shared by the RPC and the
 //!   Kafka listener.
+//! - [`net`]: the accept loop every listener uses.
 pub mod framing;
 pub mod http;
+pub mod net;
 pub mod rpc;
 
 pub use tokio_util::sync::CancellationToken;

@@ -175,6 +175,14 @@ async fn invalid_record_batches_are_rejected_and_the_log_stays_intact() {
         INVALID_RECORD
     );
 
+    // Larger than max.message.bytes (1 MiB by default).
+    let mut oversized = good.clone();
+    oversized.resize(2 * 1024 * 1024, 0);
+    assert_eq!(
+        raw_produce(&mut c, "strict", 0, oversized.freeze()).0,
+        MESSAGE_TOO_LARGE
+    );
+
     assert_eq!(
         raw_produce(&mut c, "nope", 0, good.clone().freeze()).0,
         UNKNOWN_TOPIC_OR_PARTITION

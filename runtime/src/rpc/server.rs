@@ -14,7 +14,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::MAX_FRAME;
 use crate::framing::{read_frame, FrameError};
@@ -50,31 +50,19 @@ where
     }
 }
 
-/// Accepts connections until `shutdown` is cancelled.
+/// Serves `service` on every connection accepted until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, service: Arc<dyn Service>, shutdown: CancellationToken) {
-    let local = listener.local_addr().ok();
-    info!(addr = ?local, "internal RPC listening");
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    warn!(error = %e, "accepting an RPC connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let service = service.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+    let conn_shutdown = shutdown.clone();
+    crate::net::accept_loop(listener, "internal RPC", shutdown, move |stream, peer| {
+        let (service, shutdown) = (service.clone(), conn_shutdown.clone());
+        async move {
             match serve_connection(stream, service, shutdown).await {
                 Ok(()) => debug!(%peer, "RPC connection closed"),
                 Err(e) => warn!(%peer, error = %e, "RPC connection dropped"),
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 async fn serve_connection(
