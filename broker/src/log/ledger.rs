@@ -155,7 +155,7 @@ struct QuorumState {
 }
 
 /// Reads up to `max_bytes` of consecutive entries starting at `first`, from the first replica
-/// of each entry's write set that answers.
+/// in the entry's write set that has it; empty if none has it.
 pub async fn read_entries(
     pool: &BookiePool,
     info: &LedgerInfo,
@@ -163,6 +163,7 @@ pub async fn read_entries(
     max_bytes: u32,
 ) -> Result<Vec<EntryData>, BookieError> {
     let mut last_error = None;
+    let mut answered = false;
     for addr in write_set(info, first) {
         let bookie = match pool.get(addr).await {
             Ok(bookie) => bookie,
@@ -172,6 +173,8 @@ pub async fn read_entries(
             }
         };
         match bookie.read(info.ledger_id, first, 10_000, max_bytes).await {
+            // A replica whose add failed (Qa < Qw) may lack the entry: ask the next one.
+            Ok(entries) if entries.is_empty() => answered = true,
             Ok(entries) => return Ok(entries),
             Err(e) => {
                 debug!(ledger = info.ledger_id, entry = first, bookie = addr, error = %e, "read failed, trying next replica");
@@ -179,12 +182,15 @@ pub async fn read_entries(
             }
         }
     }
+    if answered {
+        return Ok(Vec::new());
+    }
     Err(last_error.unwrap_or_else(|| no_bookies(info)))
 }
 
-/// The entry holding `value` (an offset or a timestamp): the answer of the first bookie of the
-/// ensemble that answers at all. Right when every bookie holds every entry (E = Qw); with
-/// striping (E > Qw) the answers have to be merged — not done yet.
+/// The entry holding `value` (an offset or a timestamp). Every bookie of the ensemble that
+/// answers is asked and the lowest entry id wins: a bookie that missed an entry answers with
+/// a later one, never an earlier one.
 pub async fn find_entry(
     pool: &BookiePool,
     info: &LedgerInfo,
@@ -192,6 +198,8 @@ pub async fn find_entry(
     value: i64,
 ) -> Result<Option<u64>, BookieError> {
     let mut last_error = None;
+    let mut answered = false;
+    let mut found: Option<u64> = None;
     for addr in &info.ensemble {
         let bookie = match pool.get(addr).await {
             Ok(bookie) => bookie,
@@ -201,9 +209,18 @@ pub async fn find_entry(
             }
         };
         match bookie.find(info.ledger_id, by, value).await {
-            Ok(found) => return Ok(found),
+            Ok(entry) => {
+                answered = true;
+                found = match (found, entry) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
             Err(e) => last_error = Some(e),
         }
+    }
+    if answered {
+        return Ok(found);
     }
     Err(last_error.unwrap_or_else(|| no_bookies(info)))
 }
