@@ -115,21 +115,23 @@ async fn auto_created_topic_and_fetch_from_the_middle_of_a_batch() {
         .set("linger.ms", "200")
         .create()
         .expect("producer");
-    let sends: Vec<_> = (0..10)
+    // Enqueue all ten in order first (send_result does not wait), then wait for delivery.
+    let deliveries: Vec<_> = (0..10)
         .map(|i| {
-            let p = producer.clone();
-            tokio::spawn(async move {
-                p.send(
-                    FutureRecord::<(), String>::to("auto").payload(&format!("m{i}")),
-                    Duration::from_secs(10),
-                )
-                .await
+            let payload = format!("m{i}");
+            producer
+                .send_result(FutureRecord::<(), String>::to("auto").payload(&payload))
                 .map_err(|(e, _)| e)
-            })
+                .expect("enqueued")
         })
         .collect();
-    for s in sends {
-        s.await.unwrap().expect("delivered");
+    for (i, d) in deliveries.into_iter().enumerate() {
+        let delivery = d
+            .await
+            .expect("delivery report")
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+        assert_eq!(delivery.offset, i as i64);
     }
     let consumer = assigned_consumer(&server.bootstrap());
     let mut tpl = rdkafka::TopicPartitionList::new();
