@@ -117,3 +117,65 @@ async fn kill_9_under_load_loses_no_acknowledged_record() {
         .unwrap();
     assert_eq!(delivery.offset, high0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_ledgers_roll_and_read_back_across_restarts() {
+    // A 4 KiB roll size closes a ledger every few batches.
+    let mut server = Standalone::start_with(&["--ledger-roll-bytes", "4096"]);
+    let bootstrap = server.bootstrap();
+    create_topic(&bootstrap, "rolled", 1).await;
+    let producer = crate::harness::producer(&bootstrap);
+    for i in 0..60 {
+        let value = format!("{i}-{}", "x".repeat(500));
+        let delivery = producer
+            .send(
+                FutureRecord::<(), String>::to("rolled")
+                    .partition(0)
+                    .payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("delivered");
+        assert_eq!(delivery.offset, i);
+    }
+    let read_all = |expected: usize| {
+        let consumer = assigned_consumer(&bootstrap);
+        assign_from_beginning(&consumer, "rolled", 1);
+        let got = consume(&consumer, expected, Duration::from_secs(30));
+        got.iter()
+            .map(|m| {
+                (
+                    m.offset(),
+                    String::from_utf8_lossy(m.payload().unwrap_or_default())
+                        .split('-')
+                        .next()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let expected: Vec<(i64, String)> = (0..60).map(|i| (i, i.to_string())).collect();
+    assert_eq!(read_all(60), expected);
+    let (_, metrics) = http_get(server.process.http, "/metrics").expect("metrics");
+    let rolls: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("stratalog_broker_ledgers_closed_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(rolls >= 5.0, "only {rolls} ledger rolls");
+
+    server.process.restart();
+    assert_eq!(read_all(60), expected);
+    let producer = crate::harness::producer(&bootstrap);
+    let delivery = producer
+        .send(
+            FutureRecord::<(), str>::to("rolled")
+                .partition(0)
+                .payload("60-after"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
+    assert_eq!(delivery.offset, 60);
+}
