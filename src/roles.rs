@@ -11,10 +11,10 @@ use bytes::Bytes;
 use stratalog_bookie::service::BookieService;
 use stratalog_bookie::{Bookie, BookieConfig};
 use stratalog_broker::catalog;
-use stratalog_broker::clients::metadata::{Expect, MetaError, MetadataClient};
 use stratalog_broker::Broker;
+use stratalog_metadata::client::{ClientError, MetadataClient};
 use stratalog_metadata::service::MetadataService;
-use stratalog_metadata::{MetadataConfig, MetadataNode, NoopTransport};
+use stratalog_metadata::{Expect, MetadataConfig, MetadataNode, NoopTransport};
 use stratalog_runtime::http::{self, Health};
 use stratalog_runtime::{rpc, CancellationToken};
 use tokio::net::TcpListener;
@@ -181,7 +181,7 @@ async fn register_bookie(
                 metadata
                     .put(&key, Bytes::from(addr.clone()), Expect::Any, Some(lease))
                     .await?;
-                Ok::<_, MetaError>(lease)
+                Ok::<_, ClientError>(lease)
             };
             match attempt.await {
                 Ok(lease) => break lease,
@@ -206,7 +206,7 @@ async fn register_bookie(
             }
             match metadata.keep_alive(lease).await {
                 Ok(_) => {}
-                Err(MetaError::LeaseNotFound(_)) => {
+                Err(ClientError::LeaseNotFound(_)) => {
                     warn!(bookie = %id, "bookie registration expired; registering again");
                     continue 'register;
                 }

@@ -9,8 +9,9 @@
 use bytes::Bytes;
 
 use crate::catalog::ROOT;
-use crate::clients::metadata::{Expect, MetaError, MetadataClient, Op};
 use crate::group::{CommittedOffset, GroupStore, PersistedGroup, StoreError};
+use stratalog_metadata::client::{ClientError, MetadataClient};
+use stratalog_metadata::{Expect, Op};
 
 pub struct MetaGroupStore {
     metadata: MetadataClient,
@@ -49,9 +50,9 @@ fn split_key(key: &str) -> Option<(String, &str)> {
     Some((unescape(group), tail))
 }
 
-fn store_error(e: MetaError) -> StoreError {
+fn store_error(e: ClientError) -> StoreError {
     match e {
-        MetaError::Rpc(e) => StoreError::Unavailable(e.to_string()),
+        ClientError::Rpc(e) => StoreError::Unavailable(e.to_string()),
         other => StoreError::Other(other.to_string()),
     }
 }

@@ -41,12 +41,12 @@ pub mod topics;
 
 pub use config::BrokerConfig;
 
-use clients::metadata::MetadataClient;
 use group::{GroupConfig, GroupCoordinator};
 use group_store::MetaGroupStore;
 use log::LogContext;
 use partitions::Partitions;
 use producer_ids::ProducerIds;
+use stratalog_metadata::client::MetadataClient;
 use topics::Topics;
 
 pub struct Broker {

@@ -7,9 +7,9 @@ use tokio::sync::OnceCell;
 use tracing::warn;
 
 use crate::catalog;
-use crate::clients::metadata::Expect;
 use crate::log::{LogContext, LogError, PartitionLog};
 use crate::metrics;
+use stratalog_metadata::Expect;
 
 type Slot = Arc<OnceCell<Arc<PartitionLog>>>;
 

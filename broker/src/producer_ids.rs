@@ -4,7 +4,8 @@ use parking_lot::Mutex;
 use stratalog_protocol::internal::Wire;
 
 use crate::catalog::PRODUCER_ID_COUNTER;
-use crate::clients::metadata::{Expect, MetaError, MetadataClient};
+use stratalog_metadata::client::{ClientError, MetadataClient};
+use stratalog_metadata::Expect;
 
 const BLOCK: i64 = 1000;
 
@@ -24,7 +25,7 @@ impl ProducerIds {
         }
     }
 
-    pub async fn next(&self) -> Result<i64, MetaError> {
+    pub async fn next(&self) -> Result<i64, ClientError> {
         loop {
             {
                 let mut block = self.block.lock();
@@ -47,7 +48,7 @@ impl ProducerIds {
         }
     }
 
-    async fn reserve_block(&self) -> Result<i64, MetaError> {
+    async fn reserve_block(&self) -> Result<i64, ClientError> {
         loop {
             let current = self.metadata.get(PRODUCER_ID_COUNTER).await?;
             let (start, expect) = match &current {
@@ -68,7 +69,7 @@ impl ProducerIds {
                 .await
             {
                 Ok(_) => return Ok(start),
-                Err(MetaError::Conflict { .. }) => continue,
+                Err(ClientError::Conflict { .. }) => continue,
                 Err(e) => return Err(e),
             }
         }

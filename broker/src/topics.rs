@@ -5,7 +5,8 @@ use parking_lot::RwLock;
 use stratalog_protocol::internal::Wire;
 
 use crate::catalog::{self, ConfigEntry, TopicMeta};
-use crate::clients::metadata::{Expect, MetaError, MetadataClient};
+use stratalog_metadata::client::{ClientError, MetadataClient};
+use stratalog_metadata::Expect;
 
 pub mod codes {
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -33,8 +34,8 @@ impl TopicError {
     }
 }
 
-impl From<MetaError> for TopicError {
-    fn from(e: MetaError) -> TopicError {
+impl From<ClientError> for TopicError {
+    fn from(e: ClientError) -> TopicError {
         TopicError::new(
             codes::UNKNOWN_SERVER_ERROR,
             format!("metadata service: {e}"),
@@ -159,7 +160,7 @@ impl Topics {
             .await
         {
             Ok(_) => {}
-            Err(MetaError::Conflict { .. }) => {
+            Err(ClientError::Conflict { .. }) => {
                 return Err(TopicError::new(
                     codes::TOPIC_ALREADY_EXISTS,
                     format!("topic {name} already exists"),

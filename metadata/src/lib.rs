@@ -47,6 +47,7 @@
 //! - `logger.rs`: raft-rs `slog` output bridged into `tracing`.
 //!
 //! - `service.rs`: the RPC adapter (written with the network layer, not part of the core).
+//! - `client.rs`: the RPC client, for brokers and bookie registration.
 //!
 //! Tests live in `src/tests/` (node-level, real sled in temp dirs, including an in-process
 //! three-node cluster; see its `mod.rs`) and `testdata/` (data-driven state machine cases).
@@ -71,6 +72,7 @@ mod watch;
 #[cfg(test)]
 mod tests;
 
+pub mod client;
 pub mod service;
 pub use config::MetadataConfig;
 pub use error::MetadataError;

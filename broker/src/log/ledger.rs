@@ -11,7 +11,7 @@ use tracing::{debug, warn};
 
 use crate::catalog::{self, LedgerInfo};
 use crate::clients::bookie::{BookieClient, BookieError};
-use crate::clients::metadata::{MetaError, MetadataClient};
+use stratalog_metadata::client::{ClientError, MetadataClient};
 
 /// Connections to bookies, shared by all partitions. Ledger ensembles name bookies by id;
 /// the pool resolves ids to addresses through the bookie registry in the metadata store, so a
@@ -32,7 +32,7 @@ impl BookiePool {
     }
 
     /// Re-reads the bookie registry; returns the live bookies as (id, address), by id.
-    pub async fn refresh(&self) -> Result<Vec<(String, String)>, MetaError> {
+    pub async fn refresh(&self) -> Result<Vec<(String, String)>, ClientError> {
         let prefix = catalog::bookies_prefix();
         let live: Vec<(String, String)> = self
             .metadata

@@ -31,8 +31,9 @@ use super::ledger::{self, BookiePool};
 use super::producer_state::{ProducerStates, SequenceCheck};
 use crate::catalog::{self, LedgerInfo, PartitionMeta};
 use crate::clients::bookie::BookieError;
-use crate::clients::metadata::{Expect, MetaError, MetadataClient};
 use crate::metrics;
+use stratalog_metadata::client::{ClientError, MetadataClient};
+use stratalog_metadata::Expect;
 
 /// Kafka error codes this module produces.
 pub mod codes {
@@ -58,10 +59,10 @@ impl LogError {
     }
 }
 
-impl From<MetaError> for LogError {
-    fn from(e: MetaError) -> LogError {
+impl From<ClientError> for LogError {
+    fn from(e: ClientError) -> LogError {
         match e {
-            MetaError::Conflict { key, .. } => LogError {
+            ClientError::Conflict { key, .. } => LogError {
                 code: codes::NOT_LEADER_OR_FOLLOWER,
                 reason: format!("{key} changed under us: another broker owns the partition"),
             },
@@ -127,7 +128,7 @@ impl LogContext {
                 .await
             {
                 Ok(_) => return Ok(next),
-                Err(MetaError::Conflict { .. }) => continue,
+                Err(ClientError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }

@@ -1,4 +1,5 @@
-//! Client of the metadata service: compare-and-set key-value, leases, watches.
+//! Client of the metadata service over RPC, with the same operations as [`crate::MetadataStore`]:
+//! compare-and-set key-value, leases, watches. Used by brokers and by the bookie registration.
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -7,50 +8,34 @@ use stratalog_protocol::internal::metadata::{
 };
 use stratalog_runtime::rpc::{RpcClient, RpcError, RpcOptions};
 
-pub type KeyValue = KeyValueData;
+use crate::{Expect, KeyValue, Op};
 
-/// A compare-and-set condition on a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expect {
-    Any,
-    Absent,
-    /// The key exists with exactly this `mod_revision`.
-    Revision(u64),
-}
-
-impl From<Expect> for ExpectData {
-    fn from(e: Expect) -> ExpectData {
-        match e {
-            Expect::Any => ExpectData {
-                kind: 0,
-                revision: 0,
-            },
-            Expect::Absent => ExpectData {
-                kind: 1,
-                revision: 0,
-            },
-            Expect::Revision(revision) => ExpectData { kind: 2, revision },
-        }
+fn expect_data(e: Expect) -> ExpectData {
+    match e {
+        Expect::Any => ExpectData {
+            kind: 0,
+            revision: 0,
+        },
+        Expect::Absent => ExpectData {
+            kind: 1,
+            revision: 0,
+        },
+        Expect::Revision(revision) => ExpectData { kind: 2, revision },
     }
 }
 
-/// One write of an atomic batch.
-#[derive(Debug, Clone)]
-pub enum Op {
-    Put {
-        key: String,
-        value: Bytes,
-        expect: Expect,
-        lease: Option<u64>,
-    },
-    Delete {
-        key: String,
-        expect: Expect,
-    },
+fn key_value(kv: KeyValueData) -> KeyValue {
+    KeyValue {
+        key: kv.key,
+        value: kv.value,
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        lease: kv.lease,
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum MetaError {
+pub enum ClientError {
     #[error("compare-and-set on {key} failed")]
     Conflict {
         key: String,
@@ -66,18 +51,18 @@ pub enum MetaError {
     Rpc(#[from] RpcError),
 }
 
-fn check(status: MetaStatus) -> Result<(), MetaError> {
+fn check(status: MetaStatus) -> Result<(), ClientError> {
     match status.code() {
         MetaCode::Ok => Ok(()),
-        MetaCode::Conflict => Err(MetaError::Conflict {
+        MetaCode::Conflict => Err(ClientError::Conflict {
             key: status.key,
-            current: status.current.map(Box::new),
+            current: status.current.map(|kv| Box::new(key_value(kv))),
         }),
-        MetaCode::LeaseNotFound => Err(MetaError::LeaseNotFound(status.hint.unwrap_or(0))),
-        MetaCode::Compacted => Err(MetaError::Compacted {
+        MetaCode::LeaseNotFound => Err(ClientError::LeaseNotFound(status.hint.unwrap_or(0))),
+        MetaCode::Compacted => Err(ClientError::Compacted {
             oldest: status.hint.unwrap_or(0),
         }),
-        code => Err(MetaError::Service {
+        code => Err(ClientError::Service {
             code,
             message: status.message,
         }),
@@ -96,22 +81,22 @@ impl MetadataClient {
         }
     }
 
-    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>, MetaError> {
+    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>, ClientError> {
         let resp = self
             .rpc
             .call::<msg::Get>(&msg::KeyRequest { key: key.into() })
             .await?;
         check(resp.status)?;
-        Ok(resp.kv)
+        Ok(resp.kv.map(key_value))
     }
 
-    pub async fn list(&self, prefix: &str) -> Result<Vec<KeyValue>, MetaError> {
+    pub async fn list(&self, prefix: &str) -> Result<Vec<KeyValue>, ClientError> {
         let resp = self
             .rpc
             .call::<msg::List>(&msg::KeyRequest { key: prefix.into() })
             .await?;
         check(resp.status)?;
-        Ok(resp.kvs)
+        Ok(resp.kvs.into_iter().map(key_value).collect())
     }
 
     pub async fn put(
@@ -120,34 +105,34 @@ impl MetadataClient {
         value: Bytes,
         expect: Expect,
         lease: Option<u64>,
-    ) -> Result<KeyValue, MetaError> {
+    ) -> Result<KeyValue, ClientError> {
         let req = msg::PutRequest {
             key: key.into(),
             value,
-            expect: expect.into(),
+            expect: expect_data(expect),
             lease,
         };
         let resp = self.rpc.call::<msg::Put>(&req).await?;
         check(resp.status)?;
-        resp.kv.ok_or_else(|| MetaError::Service {
+        resp.kv.map(key_value).ok_or_else(|| ClientError::Service {
             code: MetaCode::Other,
             message: "put returned no value".into(),
         })
     }
 
-    pub async fn delete(&self, key: &str, expect: Expect) -> Result<bool, MetaError> {
+    pub async fn delete(&self, key: &str, expect: Expect) -> Result<bool, ClientError> {
         let resp = self
             .rpc
             .call::<msg::Delete>(&msg::DeleteRequest {
                 key: key.into(),
-                expect: expect.into(),
+                expect: expect_data(expect),
             })
             .await?;
         check(resp.status)?;
         Ok(resp.count > 0)
     }
 
-    pub async fn delete_prefix(&self, prefix: &str) -> Result<u64, MetaError> {
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<u64, ClientError> {
         let resp = self
             .rpc
             .call::<msg::DeletePrefix>(&msg::KeyRequest { key: prefix.into() })
@@ -157,7 +142,7 @@ impl MetadataClient {
     }
 
     /// Applies every op or none; the result of each put is its new key-value.
-    pub async fn batch(&self, ops: Vec<Op>) -> Result<Vec<Option<KeyValue>>, MetaError> {
+    pub async fn batch(&self, ops: Vec<Op>) -> Result<Vec<Option<KeyValue>>, ClientError> {
         let ops = ops
             .into_iter()
             .map(|op| match op {
@@ -170,14 +155,14 @@ impl MetadataClient {
                     delete: false,
                     key,
                     value,
-                    expect: expect.into(),
+                    expect: expect_data(expect),
                     lease,
                 },
                 Op::Delete { key, expect } => OpData {
                     delete: true,
                     key,
                     value: Bytes::new(),
-                    expect: expect.into(),
+                    expect: expect_data(expect),
                     lease: None,
                 },
             })
@@ -187,10 +172,14 @@ impl MetadataClient {
             .call::<msg::Batch>(&msg::BatchRequest { ops })
             .await?;
         check(resp.status)?;
-        Ok(resp.results)
+        Ok(resp
+            .results
+            .into_iter()
+            .map(|kv| kv.map(key_value))
+            .collect())
     }
 
-    pub async fn grant_lease(&self, ttl: Duration) -> Result<u64, MetaError> {
+    pub async fn grant_lease(&self, ttl: Duration) -> Result<u64, ClientError> {
         let resp = self
             .rpc
             .call::<msg::GrantLease>(&msg::LeaseRequest {
@@ -202,7 +191,7 @@ impl MetadataClient {
         Ok(resp.lease)
     }
 
-    pub async fn keep_alive(&self, lease: u64) -> Result<Duration, MetaError> {
+    pub async fn keep_alive(&self, lease: u64) -> Result<Duration, ClientError> {
         let resp = self
             .rpc
             .call::<msg::KeepAlive>(&msg::LeaseRequest { lease, ttl_ms: 0 })
@@ -211,7 +200,7 @@ impl MetadataClient {
         Ok(Duration::from_millis(resp.ttl_ms))
     }
 
-    pub async fn revoke_lease(&self, lease: u64) -> Result<(), MetaError> {
+    pub async fn revoke_lease(&self, lease: u64) -> Result<(), ClientError> {
         let resp = self
             .rpc
             .call::<msg::RevokeLease>(&msg::LeaseRequest { lease, ttl_ms: 0 })
@@ -226,7 +215,7 @@ impl MetadataClient {
         prefix: &str,
         after: u64,
         timeout: Duration,
-    ) -> Result<(Vec<msg::EventData>, u64), MetaError> {
+    ) -> Result<(Vec<msg::EventData>, u64), ClientError> {
         let req = msg::WatchRequest {
             prefix: prefix.into(),
             after_revision: after,
