@@ -17,7 +17,8 @@
 //!   metadata store.
 //! - [`producer_ids`]: producer id blocks for idempotent producers.
 //! - [`catalog`]: the metadata keys and values the broker reads and writes.
-//! - [`clients`]: typed RPC clients for bookies and the metadata service.
+//! - [`clients`]: the typed RPC client for bookies (the metadata client is
+//!   `stratalog_metadata::client`).
 //! - [`config`], [`metrics`].
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -204,3 +204,39 @@ async fn metrics_and_health_endpoints() {
         Some(200)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_append_time_topics_stamp_the_broker_time() {
+    use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+    let server = Standalone::start();
+    let admin = admin(&server.bootstrap());
+    let topic = NewTopic::new("appended", 1, TopicReplication::Fixed(1))
+        .set("message.timestamp.type", "LogAppendTime");
+    admin
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .unwrap()[0]
+        .as_ref()
+        .expect("created");
+    let before = rdkafka::util::current_time_millis();
+    let delivery = producer(&server.bootstrap())
+        .send(
+            FutureRecord::<(), str>::to("appended")
+                .partition(0)
+                .payload("x")
+                .timestamp(1_000),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
+    let consumer = assigned_consumer(&server.bootstrap());
+    assign_from_beginning(&consumer, "appended", 1);
+    let got = consume(&consumer, 1, Duration::from_secs(20));
+    match got[0].timestamp() {
+        rdkafka::Timestamp::LogAppendTime(ts) => {
+            assert!(ts >= before, "append time {ts} before {before}")
+        }
+        other => panic!("expected a log-append timestamp, got {other:?}"),
+    }
+    assert_eq!(delivery.offset, 0);
+}

@@ -337,12 +337,14 @@ impl PartitionLog {
         })
     }
 
-    /// Appends one validated batch. The returned future resolves when it is durable.
+    /// Appends one validated batch; with `log_append_time` (topics with
+    /// `message.timestamp.type=LogAppendTime`) its timestamps become that time. The returned
+    /// future resolves when the batch is durable.
     pub async fn append(
         &self,
         batch: Bytes,
         info: BatchInfo,
-        log_append_time: bool,
+        log_append_time: Option<i64>,
     ) -> Result<Appended, LogError> {
         let mut guard = self.writer.lock().await;
         let writer = match guard.take() {
@@ -375,14 +377,13 @@ impl PartitionLog {
         let base_offset = writer.next_offset;
         let last_offset = base_offset + info.last_offset_delta as i64;
         let mut stamped = BytesMut::from(&batch[..]);
-        let append_time = log_append_time.then(now_ms);
-        record_batch::assign(&mut stamped, base_offset, append_time);
+        record_batch::assign(&mut stamped, base_offset, log_append_time);
         let stamped = stamped.freeze();
         let entry = EntryData {
             entry_id: writer.next_entry_id,
             base_offset,
             last_offset,
-            max_timestamp: append_time.unwrap_or(info.max_timestamp),
+            max_timestamp: log_append_time.unwrap_or(info.max_timestamp),
             payload: stamped.clone(),
         };
         let ack = ledger::add_entry(&self.ctx.bookies, &writer.ledger, entry);

@@ -69,14 +69,14 @@ pub async fn fetch(broker: &Broker, req: FetchRequest, _version: i16) -> FetchRe
         let now = tokio::time::Instant::now();
         if bytes >= min_bytes || errors || now >= deadline || watches.is_empty() {
             metrics::BYTES_OUT.inc_by(bytes as u64);
-            return respond(broker, &req, &wanted, datas);
+            return respond(&req, &wanted, datas);
         }
         let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             // Deadline: one last read so the response reflects the latest state.
             let (datas, bytes, _) = read_all(&wanted, max_bytes).await;
             metrics::BYTES_OUT.inc_by(bytes as u64);
-            return respond(broker, &req, &wanted, datas);
+            return respond(&req, &wanted, datas);
         }
     }
 }
@@ -153,12 +153,7 @@ fn concat(batches: Vec<Bytes>) -> Bytes {
     }
 }
 
-fn respond(
-    _broker: &Broker,
-    req: &FetchRequest,
-    wanted: &[Wanted],
-    datas: Vec<PartitionData>,
-) -> FetchResponse {
+fn respond(req: &FetchRequest, wanted: &[Wanted], datas: Vec<PartitionData>) -> FetchResponse {
     let mut topics: Vec<FetchableTopicResponse> = req
         .topics
         .iter()

@@ -33,7 +33,7 @@ enum Outcome {
     Waiting {
         index: i32,
         log_start: i64,
-        append_time: bool,
+        append_time: Option<i64>,
         done: oneshot::Receiver<Result<i64, LogError>>,
     },
 }
@@ -76,8 +76,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: RequestContext, req: ProduceReque
             } else {
                 match &meta {
                     Some(meta) if (0..meta.partitions).contains(&p.index) => {
-                        let append_time =
-                            meta.config("message.timestamp.type") == Some("LogAppendTime");
+                        let append_time = (meta.config("message.timestamp.type")
+                            == Some("LogAppendTime"))
+                        .then(crate::log::partition::now_ms);
                         let max_bytes = meta
                             .config("max.message.bytes")
                             .and_then(|v| v.parse().ok())
@@ -119,7 +120,7 @@ async fn append(
     topic: &str,
     partition: i32,
     batch: bytes::Bytes,
-    append_time: bool,
+    append_time: Option<i64>,
     max_bytes: usize,
 ) -> Outcome {
     if batch.len() > max_bytes {
@@ -189,11 +190,7 @@ async fn finish(
                     Ok(Ok(Ok(base_offset))) => PartitionProduceResponse::default()
                         .with_index(index)
                         .with_base_offset(base_offset)
-                        .with_log_append_time_ms(if append_time {
-                            crate::log::partition::now_ms()
-                        } else {
-                            -1
-                        })
+                        .with_log_append_time_ms(append_time.unwrap_or(-1))
                         .with_log_start_offset(log_start),
                     Ok(Ok(Err(e))) => failed(index, e.code, e.reason),
                     Ok(Err(_)) => failed(index, codes::UNKNOWN_SERVER_ERROR, "append abandoned"),
