@@ -120,6 +120,9 @@ struct BrokerArgs {
     /// Ledger roll size in bytes [default: 268435456].
     #[arg(long, env = "STRATALOG_LEDGER_ROLL_BYTES")]
     ledger_roll_bytes: Option<u64>,
+    /// How often retention.ms is applied, in ms [default: 300000].
+    #[arg(long, env = "STRATALOG_RETENTION_CHECK_MS")]
+    retention_check_ms: Option<u64>,
 }
 
 fn set<T>(target: &mut T, value: Option<T>) {
@@ -149,6 +152,7 @@ fn apply_broker(config: &mut Config, args: BrokerArgs) {
     set(&mut b.default_partitions, args.default_partitions);
     set(&mut b.max_request_bytes, args.max_request_bytes);
     set(&mut b.ledger_roll_bytes, args.ledger_roll_bytes);
+    set(&mut b.retention_check_ms, args.retention_check_ms);
 }
 
 /// glibc keeps freed memory in its arenas; after a burst of megabyte-sized buffers (produce

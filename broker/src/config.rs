@@ -33,6 +33,8 @@ pub struct BrokerConfig {
     /// A ledger is closed and a new one started past this size or age.
     pub ledger_roll_bytes: u64,
     pub ledger_roll_ms: u64,
+    /// How often time-based retention (`retention.ms`) is checked.
+    pub retention_check_ms: u64,
     /// Recent entries kept in memory per partition for tailing consumers.
     pub tail_cache_bytes: usize,
     /// Consumer group settings (Kafka's group.* broker configs).
@@ -60,6 +62,7 @@ impl Default for BrokerConfig {
             ledger_roll_bytes: 256 * 1024 * 1024,
             ledger_roll_ms: 4 * 3600 * 1000,
             tail_cache_bytes: 4 * 1024 * 1024,
+            retention_check_ms: 300_000,
             group_initial_rebalance_delay_ms: 0,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,

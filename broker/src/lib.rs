@@ -116,12 +116,41 @@ impl Broker {
             advertised,
             config,
         });
+        tokio::spawn(enforce_retention(broker.clone(), shutdown.clone()));
         ready.store(true, Ordering::Release);
         info!(listen = %local, advertised = ?broker.advertised, "broker ready");
         kafka::server::serve(listener, broker.clone(), shutdown).await;
         broker.groups.shutdown().await;
         broker.partitions.close_all().await;
         Ok(())
+    }
+}
+
+/// Applies each topic's `retention.ms` to the partitions this broker serves, every
+/// `retention_check_ms`.
+async fn enforce_retention(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let every = Duration::from_millis(broker.config.retention_check_ms.max(10));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        for log in broker.partitions.open_logs() {
+            let retention_ms = match broker.topics.get(&log.topic).await {
+                Ok(Some(meta)) => topics::retention_ms(&meta),
+                _ => continue,
+            };
+            // Kafka: -1 keeps data forever.
+            let Ok(retention_ms) = u64::try_from(retention_ms) else {
+                continue;
+            };
+            if let Err(e) = log
+                .enforce_retention(Duration::from_millis(retention_ms))
+                .await
+            {
+                warn!(topic = %log.topic, partition = log.partition, error = %e, "retention check failed");
+            }
+        }
     }
 }
 

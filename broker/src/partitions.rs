@@ -89,6 +89,15 @@ impl Partitions {
         }
     }
 
+    /// Every partition this broker serves.
+    pub fn open_logs(&self) -> Vec<Arc<PartitionLog>> {
+        self.logs
+            .lock()
+            .values()
+            .filter_map(|slot| slot.get().cloned())
+            .collect()
+    }
+
     /// Stops appending on every partition (shutdown).
     pub async fn close_all(&self) {
         let logs: Vec<_> = self

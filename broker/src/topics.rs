@@ -55,6 +55,13 @@ pub const TOPIC_CONFIG_DEFAULTS: &[(&str, &str)] = &[
     ("segment.ms", "14400000"),
 ];
 
+/// The topic's `retention.ms` (Kafka's default of 7 days unless overridden; -1 = forever).
+pub fn retention_ms(meta: &TopicMeta) -> i64 {
+    meta.config("retention.ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(604_800_000)
+}
+
 /// Kafka's rule for topic names.
 pub fn validate_name(name: &str) -> Result<(), TopicError> {
     let legal = name
@@ -128,10 +135,21 @@ impl Topics {
             ));
         }
         for c in &configs {
-            if !TOPIC_CONFIG_DEFAULTS.iter().any(|(k, _)| *k == c.name) {
+            let Some((_, default)) = TOPIC_CONFIG_DEFAULTS.iter().find(|(k, _)| *k == c.name)
+            else {
                 return Err(TopicError::new(
                     codes::INVALID_CONFIG,
                     format!("unknown topic config {:?}", c.name),
+                ));
+            };
+            // Numeric settings must stay numeric: retention and size checks parse them.
+            if default.parse::<i64>().is_ok() && c.value.parse::<i64>().is_err() {
+                return Err(TopicError::new(
+                    codes::INVALID_CONFIG,
+                    format!(
+                        "topic config {} must be an integer, not {:?}",
+                        c.name, c.value
+                    ),
                 ));
             }
         }

@@ -30,6 +30,20 @@ async fn create_describe_grow_and_delete_topics() {
         created[1]
     );
 
+    let bad_config = admin
+        .create_topics(
+            &[NewTopic::new("bad-config", 1, TopicReplication::Fixed(1))
+                .set("retention.ms", "soon")],
+            &opts,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(bad_config[0], Err((_, RDKafkaErrorCode::InvalidConfig))),
+        "{:?}",
+        bad_config[0]
+    );
+
     let again = admin
         .create_topics(
             &[NewTopic::new("orders", 3, TopicReplication::Fixed(1))],

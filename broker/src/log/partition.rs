@@ -592,6 +592,63 @@ impl PartitionLog {
         Ok(None)
     }
 
+    /// Time-based retention (Kafka's `retention.ms`): drops the oldest closed ledgers whose
+    /// every record was appended more than `retention` ago — known because the next ledger
+    /// was created after the last of them — moves the log start past them and deletes them
+    /// from the bookies. Returns the number of ledgers dropped. The open ledger is never
+    /// dropped, so retention is as coarse as the ledger roll (`ledger_roll_bytes`/`_ms`).
+    pub async fn enforce_retention(&self, retention: Duration) -> Result<usize, LogError> {
+        let cutoff = now_ms().saturating_sub(retention.as_millis() as i64);
+        let mut guard = self.writer.lock().await;
+        let Some(writer) = guard.as_mut() else {
+            return Ok(0);
+        };
+        let ledgers = &writer.meta.ledgers;
+        let expired = ledgers
+            .windows(2)
+            .take_while(|pair| pair[0].closed && pair[1].created_ms < cutoff)
+            .count();
+        if expired == 0 {
+            return Ok(0);
+        }
+        let mut meta = writer.meta.clone();
+        let dropped: Vec<LedgerInfo> = meta.ledgers.drain(..expired).collect();
+        meta.log_start_offset = meta
+            .ledgers
+            .first()
+            .map_or(writer.next_offset, |l| l.first_offset);
+        let kv = self
+            .ctx
+            .metadata
+            .put(
+                &self.key(),
+                meta.to_bytes(),
+                Expect::Revision(writer.meta_revision),
+                None,
+            )
+            .await?;
+        writer.meta_revision = kv.mod_revision;
+        writer.meta = meta.clone();
+        *self.view.write() = meta;
+        *self.read_hint.lock() = None;
+        drop(guard);
+        // The ledgers are out of the log; deleting them from the bookies may lag (a bookie
+        // that is down keeps its copy until the ledger is deleted again by hand).
+        for ledger in &dropped {
+            for id in &ledger.ensemble {
+                let deleted = match self.ctx.bookies.get(id).await {
+                    Ok(bookie) => bookie.delete_ledger(ledger.ledger_id).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = deleted {
+                    warn!(topic = %self.topic, partition = self.partition, ledger = ledger.ledger_id, bookie = %id, error = %e, "deleting an expired ledger failed");
+                }
+            }
+        }
+        info!(topic = %self.topic, partition = self.partition, ledgers = dropped.len(), log_start_offset = self.log_start_offset(), "retention dropped expired ledgers");
+        Ok(dropped.len())
+    }
+
     /// Stops accepting appends and fails whatever is in flight (topic deleted, or shutdown).
     pub async fn close(&self) {
         *self.writer.lock().await = None;
