@@ -7,7 +7,7 @@ use tokio::sync::OnceCell;
 use tracing::warn;
 
 use crate::catalog;
-use crate::log::{LogContext, LogError, PartitionLog};
+use crate::log::{ledger, LogContext, LogError, PartitionLog};
 use crate::metrics;
 use stratalog_metadata::Expect;
 
@@ -73,14 +73,8 @@ impl Partitions {
                 }
             };
             for ledger in ledgers {
-                for addr in &ledger.ensemble {
-                    let deleted = match self.ctx.bookies.get(addr).await {
-                        Ok(bookie) => bookie.delete_ledger(ledger.ledger_id).await,
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = deleted {
-                        warn!(topic, partition, ledger = ledger.ledger_id, bookie = %addr, error = %e, "deleting a ledger failed");
-                    }
+                for (bookie, e) in ledger::delete(&self.ctx.bookies, &ledger).await {
+                    warn!(topic, partition, ledger = ledger.ledger_id, %bookie, error = %e, "deleting a ledger failed");
                 }
             }
             if let Err(e) = self.ctx.metadata.delete(&key, Expect::Any).await {

@@ -232,6 +232,21 @@ fn no_bookies(info: &LedgerInfo) -> BookieError {
     )
 }
 
+/// Deletes the ledger from every bookie of its ensemble; returns the bookies that failed.
+pub async fn delete(pool: &BookiePool, info: &LedgerInfo) -> Vec<(String, BookieError)> {
+    let mut failures = Vec::new();
+    for id in &info.ensemble {
+        let deleted = match pool.get(id).await {
+            Ok(bookie) => bookie.delete_ledger(info.ledger_id).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = deleted {
+            failures.push((id.clone(), e));
+        }
+    }
+    failures
+}
+
 /// A ledger after recovery: what it durably holds.
 pub struct Recovered {
     /// Every entry, in order (needed to rebuild producer state).

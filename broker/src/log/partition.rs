@@ -470,6 +470,20 @@ impl PartitionLog {
         meta.producers = writer.producers.snapshots();
         let ledger = self.new_ledger(writer.next_offset).await?;
         meta.ledgers.push(ledger.clone());
+        self.store_meta(writer, meta).await?;
+        info!(topic = %self.topic, partition = self.partition, closed = writer.ledger.ledger_id, opened = ledger.ledger_id, "ledger rolled");
+        metrics::LEDGERS_CLOSED.inc();
+        writer.ledger = ledger;
+        writer.next_entry_id = 0;
+        writer.ledger_bytes = 0;
+        writer.opened_at = Instant::now();
+        Ok(())
+    }
+
+    /// Writes `meta` over the partition's managed ledger with a compare-and-set against the
+    /// revision this writer last wrote, and publishes it to readers. A conflict means another
+    /// broker took the partition over.
+    async fn store_meta(&self, writer: &mut Writer, meta: PartitionMeta) -> Result<(), LogError> {
         let kv = self
             .ctx
             .metadata
@@ -480,15 +494,9 @@ impl PartitionLog {
                 None,
             )
             .await?;
-        info!(topic = %self.topic, partition = self.partition, closed = writer.ledger.ledger_id, opened = ledger.ledger_id, "ledger rolled");
-        metrics::LEDGERS_CLOSED.inc();
+        writer.meta_revision = kv.mod_revision;
         *self.view.write() = meta.clone();
         writer.meta = meta;
-        writer.meta_revision = kv.mod_revision;
-        writer.ledger = ledger;
-        writer.next_entry_id = 0;
-        writer.ledger_bytes = 0;
-        writer.opened_at = Instant::now();
         Ok(())
     }
 
@@ -617,32 +625,14 @@ impl PartitionLog {
             .ledgers
             .first()
             .map_or(writer.next_offset, |l| l.first_offset);
-        let kv = self
-            .ctx
-            .metadata
-            .put(
-                &self.key(),
-                meta.to_bytes(),
-                Expect::Revision(writer.meta_revision),
-                None,
-            )
-            .await?;
-        writer.meta_revision = kv.mod_revision;
-        writer.meta = meta.clone();
-        *self.view.write() = meta;
+        self.store_meta(writer, meta).await?;
         *self.read_hint.lock() = None;
         drop(guard);
         // The ledgers are out of the log; deleting them from the bookies may lag (a bookie
         // that is down keeps its copy until the ledger is deleted again by hand).
         for ledger in &dropped {
-            for id in &ledger.ensemble {
-                let deleted = match self.ctx.bookies.get(id).await {
-                    Ok(bookie) => bookie.delete_ledger(ledger.ledger_id).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = deleted {
-                    warn!(topic = %self.topic, partition = self.partition, ledger = ledger.ledger_id, bookie = %id, error = %e, "deleting an expired ledger failed");
-                }
+            for (bookie, e) in ledger::delete(&self.ctx.bookies, ledger).await {
+                warn!(topic = %self.topic, partition = self.partition, ledger = ledger.ledger_id, %bookie, error = %e, "deleting an expired ledger failed");
             }
         }
         info!(topic = %self.topic, partition = self.partition, ledgers = dropped.len(), log_start_offset = self.log_start_offset(), "retention dropped expired ledgers");
