@@ -45,14 +45,6 @@ impl Partitions {
         Ok(log.clone())
     }
 
-    /// The partition's log if it is already open (no take-over).
-    pub fn get_open(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
-        self.logs
-            .lock()
-            .get(&(topic.to_string(), partition))
-            .and_then(|slot| slot.get().cloned())
-    }
-
     /// Stops serving the topic and deletes its data: ledgers on bookies, then the ledger lists.
     pub async fn delete_topic(&self, topic: &str, partitions: i32) {
         for partition in 0..partitions {

@@ -643,15 +643,6 @@ impl PartitionLog {
     pub async fn close(&self) {
         *self.writer.lock().await = None;
     }
-
-    /// Every ledger of the log, for deletion.
-    pub fn ledgers(&self) -> Vec<LedgerInfo> {
-        self.view.read().ledgers.clone()
-    }
-
-    pub fn bookies(&self) -> &BookiePool {
-        &self.ctx.bookies
-    }
 }
 
 /// Acknowledges appends in offset order as their ack quorums arrive.
