@@ -57,6 +57,29 @@ fn store_error(e: ClientError) -> StoreError {
     }
 }
 
+impl MetaGroupStore {
+    /// Applies `ops` atomically.
+    async fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.metadata
+            .batch(ops)
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+
+    /// Every key-value under `/stratalog/groups/`, as (group id, rest of the key, value).
+    async fn list_all(&self) -> Result<Vec<(String, String, Bytes)>, StoreError> {
+        let kvs = self.metadata.list(&prefix()).await.map_err(store_error)?;
+        Ok(kvs
+            .into_iter()
+            .filter_map(|kv| {
+                let (group, tail) = split_key(&kv.key)?;
+                Some((group, tail.to_string(), kv.value))
+            })
+            .collect())
+    }
+}
+
 impl GroupStore for MetaGroupStore {
     async fn commit_offsets(
         &self,
@@ -72,23 +95,16 @@ impl GroupStore for MetaGroupStore {
                 lease: None,
             })
             .collect();
-        self.metadata
-            .batch(ops)
-            .await
-            .map(|_| ())
-            .map_err(store_error)
+        self.write(ops).await
     }
 
     async fn load_offsets(&self) -> Result<Vec<(String, CommittedOffset)>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.metadata.list(&prefix()).await.map_err(store_error)? {
-            if let Some((group, tail)) = split_key(&kv.key) {
-                if tail.starts_with("offsets/") {
-                    out.push((group, CommittedOffset::from_bytes(&kv.value)?));
-                }
-            }
-        }
-        Ok(out)
+        self.list_all()
+            .await?
+            .into_iter()
+            .filter(|(_, tail, _)| tail.starts_with("offsets/"))
+            .map(|(group, _, value)| Ok((group, CommittedOffset::from_bytes(&value)?)))
+            .collect()
     }
 
     async fn delete_offsets(
@@ -103,11 +119,7 @@ impl GroupStore for MetaGroupStore {
                 expect: Expect::Any,
             })
             .collect();
-        self.metadata
-            .batch(ops)
-            .await
-            .map(|_| ())
-            .map_err(store_error)
+        self.write(ops).await
     }
 
     async fn delete_group(&self, group: &str) -> Result<(), StoreError> {
@@ -128,13 +140,12 @@ impl GroupStore for MetaGroupStore {
     }
 
     async fn load_groups(&self) -> Result<Vec<(String, PersistedGroup)>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.metadata.list(&prefix()).await.map_err(store_error)? {
-            if let Some((group, "meta")) = split_key(&kv.key) {
-                out.push((group, PersistedGroup::from_bytes(&kv.value)?));
-            }
-        }
-        Ok(out)
+        self.list_all()
+            .await?
+            .into_iter()
+            .filter(|(_, tail, _)| tail == "meta")
+            .map(|(group, _, value)| Ok((group, PersistedGroup::from_bytes(&value)?)))
+            .collect()
     }
 }
 
