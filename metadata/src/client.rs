@@ -8,7 +8,7 @@ use stratalog_protocol::internal::metadata::{
 };
 use stratalog_runtime::rpc::{RpcClient, RpcError, RpcOptions};
 
-use crate::{Expect, KeyValue, Op};
+use crate::{Expect, KeyValue, Op, RangeQuery, MAX_RANGE_KEYS};
 
 fn expect_data(e: Expect) -> ExpectData {
     match e {
@@ -90,13 +90,44 @@ impl MetadataClient {
         Ok(resp.kv.map(key_value))
     }
 
+    /// Every key under `prefix`, sorted, read page by page (each page is linearizable on
+    /// its own; the whole listing is not one snapshot).
     pub async fn list(&self, prefix: &str) -> Result<Vec<KeyValue>, ClientError> {
+        let mut out = Vec::new();
+        let mut start = String::new();
+        loop {
+            let (page, more) = self
+                .range(&RangeQuery {
+                    prefix: prefix.into(),
+                    start: start.clone(),
+                    limit: MAX_RANGE_KEYS,
+                    ..RangeQuery::default()
+                })
+                .await?;
+            let Some(last) = page.last() else { break };
+            start = format!("{}\0", last.key);
+            out.extend(page);
+            if !more {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// One page of keys (see [`RangeQuery`]) and whether more lie past it.
+    pub async fn range(&self, q: &RangeQuery) -> Result<(Vec<KeyValue>, bool), ClientError> {
         let resp = self
             .rpc
-            .call::<msg::List>(&msg::KeyRequest { key: prefix.into() })
+            .call::<msg::Range>(&msg::RangeRequest {
+                prefix: q.prefix.clone(),
+                start: q.start.clone(),
+                end: q.end.clone(),
+                limit: q.limit.min(u32::MAX as usize) as u32,
+                reverse: q.reverse,
+            })
             .await?;
         check(resp.status)?;
-        Ok(resp.kvs.into_iter().map(key_value).collect())
+        Ok((resp.kvs.into_iter().map(key_value).collect(), resp.more))
     }
 
     pub async fn put(

@@ -77,7 +77,9 @@ pub mod service;
 pub use config::MetadataConfig;
 pub use error::MetadataError;
 pub use node::{MetadataNode, RaftInbox};
-pub use store::{MetadataStore, MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+pub use store::{
+    MetadataStore, RangeQuery, MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_RANGE_KEYS, MAX_VALUE_BYTES,
+};
 pub use transport::{NoopTransport, Transport};
 pub use types::{Event, EventKind, Expect, KeyValue, LeaseId, Op, Revision};
 

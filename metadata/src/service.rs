@@ -95,6 +95,24 @@ impl Service for MetadataService {
                     kvs: r.unwrap_or_default().into_iter().map(kv_data).collect(),
                 }
             }),
+            msg::Range::ID => handle::<msg::Range, _, _>(body, |req| async move {
+                let q = crate::RangeQuery {
+                    prefix: req.prefix,
+                    start: req.start,
+                    end: req.end,
+                    limit: req.limit as usize,
+                    reverse: req.reverse,
+                };
+                let r = store.range(&q).await;
+                let (kvs, more) = r.as_ref().map_or((Vec::new(), false), |(kvs, more)| {
+                    (kvs.iter().cloned().map(kv_data).collect(), *more)
+                });
+                msg::RangeResponse {
+                    status: status_of(&r),
+                    kvs,
+                    more,
+                }
+            }),
             msg::Put::ID => handle::<msg::Put, _, _>(body, |req| async move {
                 let r = store
                     .put(&req.key, req.value, expect(req.expect), req.lease)

@@ -175,6 +175,55 @@ impl StateMachine {
         Ok((out, self.revision()))
     }
 
+    /// At most `limit` keys under `prefix` in `[start, end)` (an empty `start`/`end` leaves
+    /// that side open), in key order or `reverse`d, and whether more keys lie past the last
+    /// one returned. `start` and `end` are whole keys, so callers page by passing the last
+    /// key they got (with `\0` appended going forward, as the new `end` going backward).
+    pub(crate) fn range(
+        &self,
+        prefix: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<(Vec<KeyValue>, bool), MetadataError> {
+        let _r = self.lock.read();
+        let lower = layout::kv_key(if start.is_empty() || *start < *prefix {
+            prefix
+        } else {
+            start
+        });
+        let prefix_upper = prefix_end(&layout::kv_key(prefix));
+        let upper = match (end.is_empty(), prefix_upper) {
+            (true, upper) => upper,
+            (false, Some(p)) => Some(p.min(layout::kv_key(end))),
+            (false, None) => Some(layout::kv_key(end)),
+        };
+        let iter = match upper {
+            Some(upper) => self.tree.range(lower..upper),
+            None => self.tree.range(lower..),
+        };
+        let wanted = layout::kv_key(prefix);
+        let mut iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse
+        {
+            Box::new(iter.rev())
+        } else {
+            Box::new(iter)
+        };
+        let mut out = Vec::new();
+        for item in iter.by_ref() {
+            let (k, v) = item?;
+            if !k.starts_with(&wanted) {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push(layout::decode_kv(layout::user_key(&k)?, &v)?);
+        }
+        Ok((out, false))
+    }
+
     /// Every lease and its TTL.
     pub(crate) fn leases(&self) -> Result<Vec<(LeaseId, Duration)>, MetadataError> {
         let _r = self.lock.read();
@@ -512,4 +561,16 @@ fn execute(
             Ok(Ok(Response::LeaseGone))
         }
     }
+}
+
+/// The smallest key greater than every key starting with `prefix` (`None`: no such key).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }

@@ -18,6 +18,20 @@ pub const MAX_KEY_BYTES: usize = 4096;
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
 /// Most ops in one `batch`.
 pub const MAX_BATCH_OPS: usize = 1024;
+/// Most keys one [`MetadataStore::range`] page returns.
+pub const MAX_RANGE_KEYS: usize = 1024;
+
+/// One page of a key range: keys under `prefix` within `[start, end)` (empty = open),
+/// at most `limit` of them (clamped to `1..=MAX_RANGE_KEYS`), from the low end or, with
+/// `reverse`, from the high end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RangeQuery {
+    pub prefix: String,
+    pub start: String,
+    pub end: String,
+    pub limit: usize,
+    pub reverse: bool,
+}
 
 /// Handle to a running node. Cheap to clone; every method may be called concurrently.
 ///
@@ -57,6 +71,19 @@ impl MetadataStore {
         self.with_timeout(async {
             self.read_barrier().await?;
             self.shared.sm.list(prefix)
+        })
+        .await
+    }
+
+    /// Linearizable read of one page of keys under `prefix` (see [`RangeQuery`]), and whether
+    /// more keys lie past the page.
+    pub async fn range(&self, q: &RangeQuery) -> Result<(Vec<KeyValue>, bool), MetadataError> {
+        let limit = q.limit.clamp(1, MAX_RANGE_KEYS);
+        self.with_timeout(async {
+            self.read_barrier().await?;
+            self.shared
+                .sm
+                .range(&q.prefix, &q.start, &q.end, limit, q.reverse)
         })
         .await
     }

@@ -285,3 +285,56 @@ async fn requests_after_shutdown_fail_cleanly() {
         MetadataError::ShuttingDown
     );
 }
+
+#[tokio::test]
+async fn range_pages_forward_and_finds_floors_backward() {
+    use crate::RangeQuery;
+    let dir = tempfile::tempdir().unwrap();
+    let (node, store) = single(dir.path()).await;
+    for i in [0u32, 10, 20, 30, 40] {
+        let key = format!("p/{i:04}");
+        store.put(&key, b("v"), Expect::Any, None).await.unwrap();
+    }
+    store.put("o", b("x"), Expect::Any, None).await.unwrap();
+    store.put("q", b("x"), Expect::Any, None).await.unwrap();
+    let keys = |kvs: Vec<crate::KeyValue>| kvs.into_iter().map(|kv| kv.key).collect::<Vec<_>>();
+
+    // Forward pages of two, resuming after the last key.
+    let q = |start: &str| RangeQuery {
+        prefix: "p/".into(),
+        start: start.into(),
+        limit: 2,
+        ..RangeQuery::default()
+    };
+    let (page, more) = store.range(&q("")).await.unwrap();
+    assert_eq!(
+        (keys(page), more),
+        (vec!["p/0000".into(), "p/0010".into()], true)
+    );
+    let (page, more) = store.range(&q("p/0010\0")).await.unwrap();
+    assert_eq!(
+        (keys(page), more),
+        (vec!["p/0020".into(), "p/0030".into()], true)
+    );
+    let (page, more) = store.range(&q("p/0030\0")).await.unwrap();
+    assert_eq!((keys(page), more), (vec!["p/0040".into()], false));
+
+    // Floor: the last key at or below p/0025 is the greatest key before p/0025\0.
+    let floor = |end: &str| RangeQuery {
+        prefix: "p/".into(),
+        end: end.into(),
+        limit: 1,
+        reverse: true,
+        ..RangeQuery::default()
+    };
+    let (page, more) = store.range(&floor("p/0025\0")).await.unwrap();
+    assert_eq!((keys(page), more), (vec!["p/0020".into()], true));
+    let (page, _) = store.range(&floor("p/0020\0")).await.unwrap();
+    assert_eq!(keys(page), vec!["p/0020".to_string()]);
+    let (page, more) = store.range(&floor("p/0000")).await.unwrap();
+    assert_eq!((keys(page), more), (Vec::<String>::new(), false));
+    // The whole prefix backwards never leaves it.
+    let (page, _) = store.range(&floor("")).await.unwrap();
+    assert_eq!(keys(page), vec!["p/0040".to_string()]);
+    node.shutdown().await;
+}

@@ -105,6 +105,22 @@ wire_struct! {
     pub struct ListResponse { pub status: MetaStatus, pub kvs: Vec<KeyValueData> }
 }
 wire_struct! {
+    /// One page of keys under `prefix` within `[start, end)` (empty = open end), at most
+    /// `limit`, from the high end if `reverse`.
+    #[derive(Debug, Clone)]
+    pub struct RangeRequest {
+        pub prefix: String,
+        pub start: String,
+        pub end: String,
+        pub limit: u32,
+        pub reverse: bool,
+    }
+}
+wire_struct! {
+    #[derive(Debug, Clone, Default)]
+    pub struct RangeResponse { pub status: MetaStatus, pub kvs: Vec<KeyValueData>, pub more: bool }
+}
+wire_struct! {
     #[derive(Debug, Clone)]
     pub struct PutRequest { pub key: String, pub value: Bytes, pub expect: ExpectData, pub lease: Option<u64> }
 }
@@ -166,4 +182,5 @@ methods! {
     RevokeLease = 208: LeaseRequest => LeaseResponse;
     Watch = 209: WatchRequest => WatchResponse;
     RaftMessage = 210: RaftMessageRequest => StatusOnly;
+    Range = 211: RangeRequest => RangeResponse;
 }
