@@ -10,7 +10,6 @@ use anyhow::Context;
 use bytes::Bytes;
 use stratalog_bookie::service::BookieService;
 use stratalog_bookie::{Bookie, BookieConfig};
-use stratalog_broker::catalog;
 use stratalog_broker::Broker;
 use stratalog_metadata::client::{ClientError, MetadataClient};
 use stratalog_metadata::service::MetadataService;
@@ -173,7 +172,7 @@ async fn register_bookie(
     ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) {
-    let key = catalog::bookie_key(&id);
+    let key = stratalog_metadata::cluster::bookie_key(&id);
     'register: loop {
         let lease = loop {
             let attempt = async {

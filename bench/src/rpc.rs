@@ -80,6 +80,7 @@ async fn run_async(args: RpcArgs) -> anyhow::Result<()> {
                         max_timestamp: 0,
                         payload: payload.clone(),
                     },
+                    writer_lac: None,
                 };
                 let t = Instant::now();
                 client.call::<AddEntry>(&req).await?;

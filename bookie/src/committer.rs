@@ -21,7 +21,7 @@ use std::sync::Arc;
 use tracing::error;
 
 use crate::journal::JournalWriter;
-use crate::record::{put_add_frame, put_ledger_op, Record, KIND_DELETE, KIND_FENCE};
+use crate::record::{put_add_frame, put_lac, put_ledger_op, Record, KIND_DELETE, KIND_FENCE};
 use crate::state::Request;
 use crate::{BookieError, Inner};
 
@@ -75,6 +75,7 @@ pub(crate) fn run(inner: Arc<Inner>, mut journal: JournalWriter) {
                 ),
                 Record::Fence { ledger_id } => put_ledger_op(&mut frames, KIND_FENCE, *ledger_id),
                 Record::Delete { ledger_id } => put_ledger_op(&mut frames, KIND_DELETE, *ledger_id),
+                Record::Lac { ledger_id, lac } => put_lac(&mut frames, *ledger_id, *lac),
             }
             frame_ends.push(frames.len());
         }

@@ -14,18 +14,24 @@
 //! computed over a contiguous prefix, so entries enter the time index when the LAC passes
 //! them; that is why the timestamps of entries above the LAC are kept here.
 //!
+//! The state also keeps the writer's last-add-confirmed: the highest LAC the writer
+//! piggybacked on any add here. Every entry up to it was acknowledged by an ack quorum, so
+//! recovery re-replicates only what lies above it. The bookie's own LAC (contiguous prefix)
+//! says nothing of the sort: an entry that reached only this bookie extends it.
+//!
 //! ## Persisted form (sled value of key `'l' ledger_id`, integers big-endian)
 //!
 //! ```text
-//! u8   version (1)
+//! u8   version (2; version 1 lacks the last field)
 //! u8   flags: bit 0 = fenced, bit 1 = deleted
 //! u64  lac + 1 (0 = the ledger has no entry 0 yet)
 //! i64  running max timestamp over 0..=lac (unused when lac + 1 == 0)
 //! u32  n = number of entries present above lac + 1
 //! n x (u64 entry_id, i64 max_timestamp)
+//! u64  writer lac + 1 (0 = none piggybacked yet)
 //! ```
 //!
-//! A deleted ledger keeps this record as a tombstone (22 bytes, no entries) so that a
+//! A deleted ledger keeps this record as a tombstone (30 bytes, no entries) so that a
 //! late add from a zombie writer cannot resurrect it.
 
 use std::collections::BTreeMap;
@@ -46,6 +52,11 @@ pub(crate) struct LedgerState {
     lac: Option<u64>,
     running_max_ts: i64,
     above: BTreeMap<u64, i64>,
+    /// Highest LAC the writer piggybacked on an add that is durable here.
+    writer_lac: Option<u64>,
+    /// Highest piggybacked LAC queued for the journal (not persisted): a Lac record is
+    /// queued only when an add raises it.
+    pub writer_lac_queued: Option<u64>,
     /// Changed since the last checkpoint captured it.
     pub dirty: bool,
 }
@@ -61,6 +72,18 @@ impl LedgerState {
 
     pub fn lac(&self) -> Option<u64> {
         self.lac
+    }
+
+    pub fn writer_lac(&self) -> Option<u64> {
+        self.writer_lac
+    }
+
+    /// Applies a durable Lac record.
+    pub fn raise_writer_lac(&mut self, lac: u64) {
+        if self.writer_lac.is_none_or(|w| lac > w) {
+            self.writer_lac = Some(lac);
+            self.dirty = true;
+        }
     }
 
     /// Whether entry `entry_id` is durable here.
@@ -107,12 +130,13 @@ impl LedgerState {
         self.delete_pending = false;
         self.lac = None;
         self.above.clear();
+        self.writer_lac = None;
         self.dirty = true;
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(22 + self.above.len() * 16);
-        v.push(1);
+        let mut v = Vec::with_capacity(30 + self.above.len() * 16);
+        v.push(2);
         v.push(u8::from(self.fenced) | (u8::from(self.deleted) << 1));
         let lac1 = self.lac.map_or(0, |l| l.wrapping_add(1));
         v.extend_from_slice(&lac1.to_be_bytes());
@@ -122,11 +146,14 @@ impl LedgerState {
             v.extend_from_slice(&e.to_be_bytes());
             v.extend_from_slice(&ts.to_be_bytes());
         }
+        let wlac1 = self.writer_lac.map_or(0, |l| l.wrapping_add(1));
+        v.extend_from_slice(&wlac1.to_be_bytes());
         v
     }
 
     pub fn decode(b: &[u8]) -> Option<LedgerState> {
-        if b.len() < 22 || b[0] != 1 {
+        let version = *b.first()?;
+        if b.len() < 22 || !(1..=2).contains(&version) {
             return None;
         }
         let u64_at = |at: usize| -> Option<u64> {
@@ -136,9 +163,16 @@ impl LedgerState {
         let lac1 = u64_at(2)?;
         let running_max_ts = u64_at(10)? as i64;
         let n = u32::from_be_bytes(b.get(18..22)?.try_into().ok()?) as usize;
-        if b.len() != 22 + n.checked_mul(16)? {
+        let body = 22 + n.checked_mul(16)?;
+        let trailer = if version == 2 { 8 } else { 0 };
+        if b.len() != body + trailer {
             return None;
         }
+        let writer_lac = if version == 2 {
+            u64_at(body)?.checked_sub(1)
+        } else {
+            None
+        };
         let mut above = BTreeMap::new();
         for i in 0..n {
             let at = 22 + i * 16;
@@ -153,6 +187,8 @@ impl LedgerState {
             lac: lac1.checked_sub(1),
             running_max_ts,
             above,
+            writer_lac,
+            writer_lac_queued: None,
             dirty: false,
         })
     }
@@ -196,5 +232,16 @@ mod tests {
         let mut bad = enc.clone();
         bad[21] = 0xff; // absurd count
         assert!(LedgerState::decode(&bad).is_none());
+        assert_eq!(d.writer_lac(), None);
+        l.raise_writer_lac(3);
+        l.raise_writer_lac(2);
+        let d = LedgerState::decode(&l.encode()).unwrap();
+        assert_eq!(d.writer_lac(), Some(3));
+        // Version 1 (no writer LAC) still reads.
+        let mut v1 = l.encode();
+        v1.truncate(v1.len() - 8);
+        v1[0] = 1;
+        let d = LedgerState::decode(&v1).unwrap();
+        assert_eq!((d.lac(), d.writer_lac()), (Some(0), None));
     }
 }

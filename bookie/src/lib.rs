@@ -299,6 +299,23 @@ impl Bookie {
         payload: Bytes,
         recovery: bool,
     ) -> Result<(), BookieError> {
+        self.add_entry_with_lac(ledger_id, entry_id, meta, payload, recovery, None)
+            .await
+    }
+
+    /// [`Bookie::add_entry`] carrying the writer's last-add-confirmed: the highest entry id
+    /// the writer has seen acknowledged by an ack quorum when it sent this add
+    /// (BookKeeper's piggybacked LAC). It is journaled no later than the entry, and
+    /// [`Bookie::writer_lac`] reports the highest one durable here.
+    pub async fn add_entry_with_lac(
+        &self,
+        ledger_id: u64,
+        entry_id: u64,
+        meta: EntryMeta,
+        payload: Bytes,
+        recovery: bool,
+        writer_lac: Option<u64>,
+    ) -> Result<(), BookieError> {
         if payload.len() > MAX_ENTRY_BYTES {
             return Err(BookieError::EntryTooLarge {
                 ledger_id,
@@ -330,6 +347,16 @@ impl Bookie {
                 }
                 // Backpressure: the write cache holds everything not yet checkpointed.
                 if st.active.bytes + st.flushing.bytes + st.queue_bytes < cache_max {
+                    if let Some(lac) = writer_lac {
+                        let l = st.ledgers.entry(ledger_id).or_default();
+                        let known = l.writer_lac().max(l.writer_lac_queued);
+                        if known.is_none_or(|k| lac > k) {
+                            l.writer_lac_queued = Some(lac);
+                            // Queued ahead of the add, so durable no later than it; nobody
+                            // waits for its answer.
+                            drop(inner.enqueue(&mut st, Record::Lac { ledger_id, lac }));
+                        }
+                    }
                     break inner.enqueue(
                         &mut st,
                         Record::Add {
@@ -496,6 +523,15 @@ impl Bookie {
         let st = self.inner.state.lock();
         Self::check_readable(&st, ledger_id)?;
         Ok(st.ledgers.get(&ledger_id).and_then(|l| l.lac()))
+    }
+
+    /// The highest last-add-confirmed the writer piggybacked on an add durable here:
+    /// every entry up to it was acknowledged by the writer's ack quorum. Read it after
+    /// [`Bookie::fence`] returns to know what recovery need not re-replicate.
+    pub fn writer_lac(&self, ledger_id: u64) -> Result<Option<u64>, BookieError> {
+        let st = self.inner.state.lock();
+        Self::check_readable(&st, ledger_id)?;
+        Ok(st.ledgers.get(&ledger_id).and_then(|l| l.writer_lac()))
     }
 
     fn check_readable(st: &State, ledger_id: u64) -> Result<(), BookieError> {
@@ -679,6 +715,7 @@ fn open_blocking(config: BookieConfig) -> Result<Bookie, BookieError> {
             Record::Add { .. } => adds += 1,
             Record::Fence { .. } => fences += 1,
             Record::Delete { .. } => deletes += 1,
+            Record::Lac { .. } => {}
         }
         // Refusals (an add journaled after its ledger's delete) are expected; ignore.
         let _ = state.apply(rec);

@@ -9,7 +9,7 @@
 //! offset  size  field
 //!      0     4  body_len   u32   bytes after this 8-byte header
 //!      4     4  crc        u32   CRC32C (Castagnoli) of the body bytes
-//!      8     1  kind       u8    1 = Add, 2 = Fence, 3 = Delete
+//!      8     1  kind       u8    1 = Add, 2 = Fence, 3 = Delete, 4 = Lac
 //! Add (body_len = 41 + payload length):
 //!      9     8  ledger_id      u64
 //!     17     8  entry_id       u64
@@ -19,6 +19,9 @@
 //!     49     n  payload
 //! Fence / Delete (body_len = 9):
 //!      9     8  ledger_id      u64
+//! Lac (body_len = 17; journal only):
+//!      9     8  ledger_id      u64
+//!     17     8  lac            u64   the writer's last-add-confirmed piggybacked on an add
 //! ```
 //!
 //! Entry logs only ever contain Add records. A reader validates, in order: `body_len`
@@ -41,6 +44,9 @@ pub(crate) const LEDGER_OP_RECORD_LEN: usize = RECORD_HEADER_LEN + 1 + 8;
 pub(crate) const KIND_ADD: u8 = 1;
 pub(crate) const KIND_FENCE: u8 = 2;
 pub(crate) const KIND_DELETE: u8 = 3;
+pub(crate) const KIND_LAC: u8 = 4;
+/// Full length of a Lac record.
+pub(crate) const LAC_RECORD_LEN: usize = RECORD_HEADER_LEN + 1 + 8 + 8;
 
 /// Largest body a reader accepts; anything larger is treated as garbage rather than
 /// allocated.
@@ -90,6 +96,17 @@ pub(crate) fn put_ledger_op(buf: &mut Vec<u8>, kind: u8, ledger_id: u64) {
     buf.put_slice(&body);
 }
 
+/// Appends a complete Lac record to `buf`.
+pub(crate) fn put_lac(buf: &mut Vec<u8>, ledger_id: u64, lac: u64) {
+    let mut body = [0u8; 17];
+    body[0] = KIND_LAC;
+    body[1..9].copy_from_slice(&ledger_id.to_le_bytes());
+    body[9..17].copy_from_slice(&lac.to_le_bytes());
+    buf.put_u32_le(body.len() as u32);
+    buf.put_u32_le(crc32c::crc32c(&body));
+    buf.put_slice(&body);
+}
+
 /// A record header as read from disk, before its body is looked at.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RecordHeader {
@@ -121,6 +138,13 @@ pub(crate) enum Record {
     },
     Delete {
         ledger_id: u64,
+    },
+    /// The writer's last-add-confirmed, journaled with the add that carried it, so
+    /// recovery knows which entries the writer saw acknowledged (BookKeeper's piggybacked
+    /// LAC). Never in entry logs.
+    Lac {
+        ledger_id: u64,
+        lac: u64,
     },
 }
 
@@ -157,7 +181,11 @@ pub(crate) fn decode_body(header: RecordHeader, body: Bytes) -> Result<Record, &
         Some(KIND_DELETE) if body.len() == 9 => Ok(Record::Delete {
             ledger_id: le_u64(&body, 1),
         }),
-        Some(KIND_ADD | KIND_FENCE | KIND_DELETE) => Err("body too short for its kind"),
+        Some(KIND_LAC) if body.len() == 17 => Ok(Record::Lac {
+            ledger_id: le_u64(&body, 1),
+            lac: le_u64(&body, 9),
+        }),
+        Some(KIND_ADD | KIND_FENCE | KIND_DELETE | KIND_LAC) => Err("body too short for its kind"),
         _ => Err("unknown record kind"),
     }
 }

@@ -46,7 +46,14 @@ impl Service for BookieService {
                     max_timestamp: e.max_timestamp,
                 };
                 let result = bookie
-                    .add_entry(req.ledger_id, e.entry_id, meta, e.payload, req.recovery)
+                    .add_entry_with_lac(
+                        req.ledger_id,
+                        e.entry_id,
+                        meta,
+                        e.payload,
+                        req.recovery,
+                        req.writer_lac,
+                    )
                     .await;
                 msg::AddEntryResponse {
                     status: result.err().map_or_else(BookieStatus::ok, |e| status(&e)),
@@ -71,7 +78,10 @@ impl Service for BookieService {
                                 base_offset: e.meta.base_offset,
                                 last_offset: e.meta.last_offset,
                                 max_timestamp: e.meta.max_timestamp,
-                                payload: e.payload,
+                                payload: match req.header_bytes as usize {
+                                    0 => e.payload,
+                                    n => e.payload.slice(..n.min(e.payload.len())),
+                                },
                             })
                             .collect(),
                     },
@@ -99,10 +109,12 @@ impl Service for BookieService {
                 }
             }),
             msg::ReadLac::ID => handle::<msg::ReadLac, _, _>(body, |req| async move {
-                lac_response(bookie.last_add_confirmed(req.ledger_id))
+                let lac = bookie.last_add_confirmed(req.ledger_id);
+                lac_response(&bookie, req.ledger_id, lac)
             }),
             msg::Fence::ID => handle::<msg::Fence, _, _>(body, |req| async move {
-                lac_response(bookie.fence(req.ledger_id).await)
+                let lac = bookie.fence(req.ledger_id).await;
+                lac_response(&bookie, req.ledger_id, lac)
             }),
             msg::DeleteLedger::ID => handle::<msg::DeleteLedger, _, _>(body, |req| async move {
                 StatusResponse {
@@ -123,15 +135,23 @@ impl Service for BookieService {
     }
 }
 
-fn lac_response(result: Result<Option<u64>, BookieError>) -> LacResponse {
-    match result {
-        Ok(lac) => LacResponse {
+/// Both LACs of a ledger. After a fence the writer LAC is final: adds admitted before the
+/// fence queued their Lac records ahead of it.
+fn lac_response(
+    bookie: &Bookie,
+    ledger_id: u64,
+    result: Result<Option<u64>, BookieError>,
+) -> LacResponse {
+    match result.and_then(|lac| Ok((lac, bookie.writer_lac(ledger_id)?))) {
+        Ok((lac, writer_lac)) => LacResponse {
             status: BookieStatus::ok(),
             lac,
+            writer_lac,
         },
         Err(e) => LacResponse {
             status: status(&e),
             lac: None,
+            writer_lac: None,
         },
     }
 }

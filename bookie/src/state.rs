@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::journal::JournalPos;
 use crate::ledger::LedgerState;
-use crate::record::{Record, ADD_FRAME_LEN, LEDGER_OP_RECORD_LEN};
+use crate::record::{Record, ADD_FRAME_LEN, LAC_RECORD_LEN, LEDGER_OP_RECORD_LEN};
 use crate::write_cache::{CacheGen, CachedEntry};
 use crate::BookieError;
 
@@ -37,6 +37,7 @@ impl Record {
         match self {
             Record::Add { payload, .. } => ADD_FRAME_LEN + payload.len(),
             Record::Fence { .. } | Record::Delete { .. } => LEDGER_OP_RECORD_LEN,
+            Record::Lac { .. } => LAC_RECORD_LEN,
         }
     }
 }
@@ -138,6 +139,16 @@ impl State {
                 }
                 l.fence_pending = false;
                 Ok(l.lac())
+            }
+            Record::Lac { ledger_id, lac } => {
+                let l = self.ledgers.entry(ledger_id).or_default();
+                if !l.deleted {
+                    l.raise_writer_lac(lac);
+                    if l.dirty {
+                        self.dirty.insert(ledger_id);
+                    }
+                }
+                Ok(None)
             }
             Record::Delete { ledger_id } => {
                 let l = self.ledgers.entry(ledger_id).or_default();

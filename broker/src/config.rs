@@ -37,6 +37,14 @@ pub struct BrokerConfig {
     pub retention_check_ms: u64,
     /// Recent entries kept in memory per partition for tailing consumers.
     pub tail_cache_bytes: usize,
+    /// A producer not heard from for this long is forgotten (Kafka's
+    /// `producer.id.expiration.ms`, 1 day).
+    pub producer_id_expiration_ms: u64,
+    /// Most idempotent producers remembered per partition; past it the least recently
+    /// active is forgotten (Kafka has no bound; this keeps metadata and memory bounded).
+    pub max_producers_per_partition: usize,
+    /// Partition take-overs (fence, recover, reopen) run at once; the rest wait.
+    pub recovery_concurrency: usize,
     /// Consumer group settings (Kafka's group.* broker configs).
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: u64,
@@ -63,6 +71,9 @@ impl Default for BrokerConfig {
             ledger_roll_ms: 4 * 3600 * 1000,
             tail_cache_bytes: 4 * 1024 * 1024,
             retention_check_ms: 300_000,
+            producer_id_expiration_ms: 86_400_000,
+            max_producers_per_partition: 10_000,
+            recovery_concurrency: 4,
             group_initial_rebalance_delay_ms: 0,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
@@ -84,6 +95,20 @@ impl BrokerConfig {
             return Err(format!(
                 "need 1 <= ack_quorum ({}) <= write_quorum ({}) <= ensemble_size ({})",
                 self.ack_quorum, self.write_quorum, self.ensemble_size
+            ));
+        }
+        if self.ensemble_size != self.write_quorum {
+            return Err(format!(
+                "ensemble_size ({}) larger than write_quorum ({}) stripes entries over the \
+                 ensemble, which the time index, LAC and reads do not handle yet: set \
+                 ensemble_size = write_quorum",
+                self.ensemble_size, self.write_quorum
+            ));
+        }
+        if self.max_producers_per_partition < 1 || self.recovery_concurrency < 1 {
+            return Err(format!(
+                "max_producers_per_partition ({}) and recovery_concurrency ({}) must be at least 1",
+                self.max_producers_per_partition, self.recovery_concurrency
             ));
         }
         if self.default_partitions < 1 {

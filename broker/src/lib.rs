@@ -96,7 +96,13 @@ impl Broker {
             roll_bytes: config.ledger_roll_bytes,
             roll_age: config.ledger_roll_age(),
             cache_bytes: config.tail_cache_bytes,
+            producer_limits: log::producer_state::ProducerLimits {
+                expiration: Duration::from_millis(config.producer_id_expiration_ms),
+                max_producers: config.max_producers_per_partition,
+            },
+            recoveries: tokio::sync::Semaphore::new(config.recovery_concurrency),
         });
+        refuse_legacy_layout(&metadata).await?;
         let group_config = GroupConfig {
             min_session_timeout: Duration::from_millis(config.group_min_session_timeout_ms),
             max_session_timeout: Duration::from_millis(config.group_max_session_timeout_ms),
@@ -152,6 +158,28 @@ async fn enforce_retention(broker: Arc<Broker>, shutdown: CancellationToken) {
             }
         }
     }
+}
+
+/// The first release kept a partition's whole history in one metadata value; this version
+/// cannot read that layout and says so instead of serving partitions it would misread.
+async fn refuse_legacy_layout(metadata: &MetadataClient) -> anyhow::Result<()> {
+    let (legacy, _) = metadata
+        .range(&stratalog_metadata::RangeQuery {
+            prefix: catalog::LEGACY_PARTITIONS_PREFIX.into(),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("checking the metadata layout failed: {e}"))?;
+    if let Some(kv) = legacy.first() {
+        anyhow::bail!(
+            "the metadata store holds partitions in the layout of Stratalog 0.1 (found {}); \
+             this version keeps one key per segment and cannot read it. Start from an empty \
+             data directory (move ./data aside), or run the release that wrote it",
+            kv.key
+        );
+    }
+    Ok(())
 }
 
 /// Waits until the metadata service answers, logging progress, so the roles of a cluster

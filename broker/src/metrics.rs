@@ -128,3 +128,30 @@ pub static PARTITIONS_OWNED: LazyLock<IntGauge> = LazyLock::new(|| {
         "partitions",
     )
 });
+pub static TAKEOVERS_RUNNING: LazyLock<IntGauge> = LazyLock::new(|| {
+    must(
+        register_int_gauge!(
+            "stratalog_broker_takeovers_running",
+            "Partition take-overs (fence, recover, reopen) running now; bounded by recovery_concurrency"
+        ),
+        "takeovers_running",
+    )
+});
+pub static TAKEOVERS_WAITING: LazyLock<IntGauge> = LazyLock::new(|| {
+    must(
+        register_int_gauge!(
+            "stratalog_broker_takeovers_waiting",
+            "Partition take-overs waiting for a recovery slot"
+        ),
+        "takeovers_waiting",
+    )
+});
+pub static PRODUCER_STATE_WRITES: LazyLock<IntCounter> = LazyLock::new(|| {
+    must(
+        register_int_counter!(
+            "stratalog_broker_producer_state_writes_total",
+            "Producer state keys written or deleted in the metadata store"
+        ),
+        "producer_state_writes",
+    )
+});

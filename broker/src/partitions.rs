@@ -6,10 +6,9 @@ use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 use tracing::warn;
 
-use crate::catalog;
-use crate::log::{ledger, LogContext, LogError, PartitionLog};
+use crate::catalog::{self, TopicMeta};
+use crate::log::{LogContext, LogError, PartitionLog};
 use crate::metrics;
-use stratalog_metadata::Expect;
 
 type Slot = Arc<OnceCell<Arc<PartitionLog>>>;
 
@@ -45,32 +44,29 @@ impl Partitions {
         Ok(log.clone())
     }
 
-    /// Stops serving the topic and deletes its data: ledgers on bookies, then the ledger lists.
-    pub async fn delete_topic(&self, topic: &str, partitions: i32) {
-        for partition in 0..partitions {
+    /// Stops serving the topic and deletes its data: ledgers on bookies, then its metadata,
+    /// partition by partition (bounded memory however large the topic). Call after the
+    /// topic's key is deleted, so no new take-over can start.
+    pub async fn delete_topic(&self, topic: &str, meta: &TopicMeta) {
+        for partition in 0..meta.partitions {
             let slot = self.logs.lock().remove(&(topic.to_string(), partition));
-            if let Some(log) = slot.and_then(|s| s.get().cloned()) {
-                log.close().await;
-                metrics::PARTITIONS_OWNED.dec();
-            }
-            let key = catalog::partition_key(topic, partition);
-            let ledgers = match self.ctx.metadata.get(&key).await {
-                Ok(Some(kv)) => catalog::decode::<catalog::PartitionMeta>(&key, kv.value)
-                    .map(|m| m.ledgers)
-                    .unwrap_or_default(),
-                Ok(None) => Vec::new(),
-                Err(e) => {
-                    warn!(topic, partition, error = %e, "cannot read the ledger list of a deleted partition; its ledgers stay on the bookies");
-                    Vec::new()
-                }
-            };
-            for ledger in ledgers {
-                for (bookie, e) in ledger::delete(&self.ctx.bookies, &ledger).await {
-                    warn!(topic, partition, ledger = ledger.ledger_id, %bookie, error = %e, "deleting a ledger failed");
+            if let Some(slot) = slot {
+                // A take-over in progress finishes first (an uninitialised slot stays so),
+                // so whatever it wrote is deleted below rather than left behind.
+                let _ = slot
+                    .get_or_try_init(|| async { Err::<Arc<PartitionLog>, ()>(()) })
+                    .await;
+                if let Some(log) = slot.get() {
+                    log.close().await;
+                    metrics::PARTITIONS_OWNED.dec();
                 }
             }
-            if let Err(e) = self.ctx.metadata.delete(&key, Expect::Any).await {
-                warn!(topic, partition, error = %e, "deleting the partition's ledger list failed");
+            if let Err(e) = PartitionLog::delete_ledgers(&self.ctx, &meta.id, partition).await {
+                warn!(topic, partition, error = %e, "cannot list the ledgers of a deleted partition; some stay on the bookies");
+            }
+            let prefix = catalog::partition_prefix(&meta.id, partition);
+            if let Err(e) = self.ctx.metadata.delete_prefix(&prefix).await {
+                warn!(topic, partition, error = %e, "deleting the partition's metadata failed");
             }
         }
     }

@@ -73,6 +73,7 @@ mod watch;
 mod tests;
 
 pub mod client;
+pub mod cluster;
 pub mod service;
 pub use config::MetadataConfig;
 pub use error::MetadataError;

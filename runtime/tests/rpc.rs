@@ -62,6 +62,7 @@ async fn many_calls_in_flight_on_one_connection_complete_out_of_order() {
                 ledger_id: 1,
                 recovery: false,
                 entry: entry(id),
+                writer_lac: None,
             };
             let resp = client.call::<AddEntry>(&req).await.unwrap();
             assert_eq!(resp.status.message, id.to_string());
@@ -99,6 +100,7 @@ async fn unknown_method_is_a_remote_error_and_connection_survives() {
         ledger_id: 1,
         recovery: false,
         entry: entry(49),
+        writer_lac: None,
     };
     assert!(client.call::<AddEntry>(&req).await.is_ok());
 }
@@ -111,6 +113,7 @@ async fn timeouts_and_refused_connections_are_errors() {
         ledger_id: 1,
         recovery: false,
         entry: entry(0),
+        writer_lac: None,
     };
     let err = client
         .call_with_timeout::<AddEntry>(&req, Duration::from_millis(5))
@@ -145,6 +148,7 @@ async fn garbage_from_a_client_closes_only_that_connection() {
         ledger_id: 1,
         recovery: false,
         entry: entry(49),
+        writer_lac: None,
     };
     assert!(client.call::<AddEntry>(&req).await.is_ok());
 }

@@ -50,11 +50,13 @@ impl BookieClient {
         }
     }
 
+    /// Adds an entry; `writer_lac` is the writer's last-add-confirmed, piggybacked.
     pub async fn add(
         &self,
         ledger_id: u64,
         entry: EntryData,
         recovery: bool,
+        writer_lac: Option<u64>,
     ) -> Result<(), BookieError> {
         let resp = self
             .rpc
@@ -62,23 +64,27 @@ impl BookieClient {
                 ledger_id,
                 recovery,
                 entry,
+                writer_lac,
             })
             .await?;
         self.check(resp.status, ledger_id)
     }
 
+    /// Reads consecutive entries; with `header_bytes > 0` only that prefix of each payload.
     pub async fn read(
         &self,
         ledger_id: u64,
         first_entry_id: u64,
         max_entries: u32,
         max_bytes: u32,
+        header_bytes: u32,
     ) -> Result<Vec<EntryData>, BookieError> {
         let req = msg::ReadEntriesRequest {
             ledger_id,
             first_entry_id,
             max_entries,
             max_bytes,
+            header_bytes,
         };
         let resp = self.rpc.call::<msg::ReadEntries>(&req).await?;
         self.check(resp.status, ledger_id)?;
@@ -103,13 +109,15 @@ impl BookieClient {
         Ok(resp.entry_id)
     }
 
+    /// Fences the ledger; returns the highest LAC its writer piggybacked on an add this
+    /// bookie holds (every entry up to it reached the ack quorum).
     pub async fn fence(&self, ledger_id: u64) -> Result<Option<u64>, BookieError> {
         let resp = self
             .rpc
             .call::<msg::Fence>(&msg::LedgerRequest { ledger_id })
             .await?;
         self.check(resp.status, ledger_id)?;
-        Ok(resp.lac)
+        Ok(resp.writer_lac)
     }
 
     pub async fn delete_ledger(&self, ledger_id: u64) -> Result<(), BookieError> {

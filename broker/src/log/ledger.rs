@@ -1,17 +1,20 @@
 //! One ledger as the broker sees it: an ensemble of bookies, written with a write quorum and
-//! an ack quorum, read from whichever replica has the entry, and recovered (fenced, its
-//! last entry found and re-replicated) when a new owner takes the partition over.
+//! an ack quorum, read from whichever replica has each entry, and recovered (fenced, the
+//! entries past the writer's last-add-confirmed re-replicated or cut off) when a new owner
+//! takes the partition over.
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use stratalog_protocol::internal::bookie::{BookieCode, EntryData, FindBy};
+use stratalog_protocol::kafka::record_batch::{self, BatchInfo};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
-use crate::catalog::{self, LedgerInfo};
+use crate::catalog::LedgerInfo;
 use crate::clients::bookie::{BookieClient, BookieError};
 use stratalog_metadata::client::{ClientError, MetadataClient};
+use stratalog_metadata::cluster;
 
 /// Connections to bookies, shared by all partitions. Ledger ensembles name bookies by id;
 /// the pool resolves ids to addresses through the bookie registry in the metadata store, so a
@@ -33,15 +36,14 @@ impl BookiePool {
 
     /// Re-reads the bookie registry; returns the live bookies as (id, address), by id.
     pub async fn refresh(&self) -> Result<Vec<(String, String)>, ClientError> {
-        let prefix = catalog::bookies_prefix();
         let live: Vec<(String, String)> = self
             .metadata
-            .list(&prefix)
+            .list(cluster::BOOKIES_PREFIX)
             .await?
             .into_iter()
             .filter_map(|kv| {
                 Some((
-                    kv.key[prefix.len()..].to_string(),
+                    cluster::bookie_id(&kv.key)?.to_string(),
                     String::from_utf8(kv.value.to_vec()).ok()?,
                 ))
             })
@@ -94,11 +96,14 @@ fn write_set(info: &LedgerInfo, entry_id: u64) -> impl Iterator<Item = &str> {
 }
 
 /// Sends `entry` to its write set and resolves once `ack_quorum` bookies have it on disk.
-/// The writes start before this returns, so calls made in order reach the bookies in order.
+/// `writer_lac` (the highest entry id this writer has seen reach the ack quorum) rides on
+/// the add, so a later recovery knows which entries were acknowledged. The writes start
+/// before this returns, so calls made in order reach the bookies in order.
 pub fn add_entry(
     pool: &BookiePool,
     info: &LedgerInfo,
     entry: EntryData,
+    writer_lac: Option<u64>,
 ) -> oneshot::Receiver<Result<(), BookieError>> {
     let (done, result) = oneshot::channel();
     let targets: Vec<BookieClient> = match write_set(info, entry.entry_id)
@@ -123,7 +128,7 @@ pub fn add_entry(
         let entry = entry.clone();
         let state = state.clone();
         tokio::spawn(async move {
-            let result = bookie.add(ledger_id, entry, false).await;
+            let result = bookie.add(ledger_id, entry, false, writer_lac).await;
             let mut s = state.lock();
             match result {
                 Ok(()) => {
@@ -154,38 +159,94 @@ struct QuorumState {
     done: Option<oneshot::Sender<Result<(), BookieError>>>,
 }
 
-/// Reads up to `max_bytes` of consecutive entries starting at `first`, from the first replica
-/// in the entry's write set that has it; empty if none has it.
+/// What one replica said about an entry.
+enum Probe {
+    Found(Vec<EntryData>),
+    /// The bookie answered and does not have it.
+    Missing,
+    Failed(BookieError),
+}
+
+async fn probe(
+    pool: &BookiePool,
+    info: &LedgerInfo,
+    bookie_id: &str,
+    first: u64,
+    max_bytes: u32,
+    header_bytes: u32,
+) -> Probe {
+    let bookie = match pool.get(bookie_id).await {
+        Ok(bookie) => bookie,
+        Err(e) => return Probe::Failed(e),
+    };
+    match bookie
+        .read(info.ledger_id, first, 10_000, max_bytes, header_bytes)
+        .await
+    {
+        Ok(entries) if entries.is_empty() => Probe::Missing,
+        Ok(entries) => Probe::Found(entries),
+        Err(BookieError::Failed {
+            code: BookieCode::NoSuchEntry | BookieCode::NoSuchLedger,
+            ..
+        }) => Probe::Missing,
+        Err(e) => {
+            debug!(ledger = info.ledger_id, entry = first, bookie = bookie_id, error = %e, "read failed, trying next replica");
+            Probe::Failed(e)
+        }
+    }
+}
+
+/// Reads consecutive entries from `first` while their offsets stay below `until_offset`,
+/// up to about `max_bytes` (at least one entry), switching replicas whenever the one read
+/// from lacks the next entry (with `Qa < Qw` any replica may miss some). With
+/// `header_bytes > 0` only that prefix of each payload is returned. Empty if no replica
+/// has `first`.
 pub async fn read_entries(
     pool: &BookiePool,
     info: &LedgerInfo,
     first: u64,
+    until_offset: i64,
     max_bytes: u32,
+    header_bytes: u32,
 ) -> Result<Vec<EntryData>, BookieError> {
-    let mut last_error = None;
-    let mut answered = false;
-    for addr in write_set(info, first) {
-        let bookie = match pool.get(addr).await {
-            Ok(bookie) => bookie,
-            Err(e) => {
-                last_error = Some(e);
-                continue;
+    let mut out: Vec<EntryData> = Vec::new();
+    let mut bytes = 0u64;
+    let mut next = first;
+    loop {
+        let mut last_error = None;
+        let mut got = None;
+        for bookie_id in write_set(info, next) {
+            let budget = (max_bytes as u64).saturating_sub(bytes).max(1) as u32;
+            match probe(pool, info, bookie_id, next, budget, header_bytes).await {
+                Probe::Found(entries) => {
+                    got = Some(entries);
+                    break;
+                }
+                Probe::Missing => {}
+                Probe::Failed(e) => last_error = Some(e),
             }
+        }
+        let Some(entries) = got else {
+            // Nobody had `next`: fine after the first entries (end of what exists), an
+            // error only if nothing was read and some replica could not be asked.
+            return match (out.is_empty(), last_error) {
+                (true, Some(e)) => Err(e),
+                _ => Ok(out),
+            };
         };
-        match bookie.read(info.ledger_id, first, 10_000, max_bytes).await {
-            // A replica whose add failed (Qa < Qw) may lack the entry: ask the next one.
-            Ok(entries) if entries.is_empty() => answered = true,
-            Ok(entries) => return Ok(entries),
-            Err(e) => {
-                debug!(ledger = info.ledger_id, entry = first, bookie = addr, error = %e, "read failed, trying next replica");
-                last_error = Some(e);
+        for entry in entries {
+            if entry.entry_id != next || entry.base_offset >= until_offset {
+                return Ok(out);
+            }
+            next += 1;
+            bytes += entry.payload.len() as u64;
+            let done = entry.last_offset + 1 >= until_offset;
+            out.push(entry);
+            if done || bytes >= max_bytes as u64 {
+                return Ok(out);
             }
         }
     }
-    if answered {
-        return Ok(Vec::new());
-    }
-    Err(last_error.unwrap_or_else(|| no_bookies(info)))
 }
 
 /// The entry holding `value` (an offset or a timestamp). Every bookie of the ensemble that
@@ -247,19 +308,56 @@ pub async fn delete(pool: &BookiePool, info: &LedgerInfo) -> Vec<(String, Bookie
     failures
 }
 
-/// A ledger after recovery: what it durably holds.
+/// Bytes of a Kafka batch header: all [`BatchInfo`] needs.
+const BATCH_HEADER_BYTES: u32 = record_batch::HEADER_LEN as u32;
+/// Bytes of entries one recovery read asks for; bounds a recovery's memory.
+const RECOVERY_READ_BYTES: u32 = 4 * 1024 * 1024;
+
+/// A ledger after recovery: where it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recovered {
-    /// Every entry, in order (needed to rebuild producer state).
-    pub entries: Vec<EntryData>,
+    /// Last entry id, -1 if the ledger holds none.
+    pub last_entry_id: i64,
+    /// Last offset, `None` if the ledger holds none.
+    pub last_offset: Option<i64>,
+    /// Largest entry timestamp, -1 if none.
+    pub max_timestamp: i64,
 }
 
-/// BookKeeper-style recovery of a ledger whose writer is gone: fence it on the ensemble so
-/// the old writer can add nothing more, take the highest last-add-confirmed, then read on past
-/// it while entries are found, re-replicating each one to its whole write set.
-pub async fn recover(pool: &BookiePool, info: &LedgerInfo) -> Result<Recovered, BookieError> {
+impl Recovered {
+    /// Takes `entry` as the ledger's last so far; its batch header goes to `on_batch`.
+    fn note(&mut self, entry: &EntryData, on_batch: &mut impl FnMut(&BatchInfo)) {
+        // One batch per entry; a header-only read holds just its header.
+        if let Ok(batch) = record_batch::header_prefix(&entry.payload) {
+            on_batch(&batch);
+        }
+        self.last_entry_id = entry.entry_id as i64;
+        self.last_offset = Some(entry.last_offset);
+        self.max_timestamp = self.max_timestamp.max(entry.max_timestamp);
+    }
+}
+
+/// BookKeeper-style recovery of a ledger whose writer is gone.
+///
+/// 1. Fence it on the ensemble so the old writer can add nothing more: at least
+///    `E - Qa + 1` bookies must confirm, so every ack quorum holds a fenced bookie.
+/// 2. Take the highest LAC the writer piggybacked on its adds (`confirmed`): every entry up
+///    to it reached the ack quorum. Only their batch headers are read, to feed
+///    `on_batch` (producer state), streamed in bounded reads.
+/// 3. Past `confirmed`, read each entry from any replica and re-add it to its write set
+///    (as a recovery add) before relying on it; at least `Qa` copies must be written. The
+///    ledger ends at the first entry that `Qw - Qa + 1` replicas say they lack: no ack
+///    quorum can have had it, so no client was told it was written. If too few replicas
+///    answer to decide, recovery fails and is retried later: cutting the ledger there
+///    could drop an acknowledged entry.
+pub async fn recover(
+    pool: &BookiePool,
+    info: &LedgerInfo,
+    mut on_batch: impl FnMut(&BatchInfo),
+) -> Result<Recovered, BookieError> {
     let needed = info.ensemble.len().saturating_sub(info.ack_quorum as usize) + 1;
     let mut fenced = 0;
-    let mut lac: Option<u64> = None;
+    let mut confirmed: Option<u64> = None;
     let mut last_error = None;
     for addr in &info.ensemble {
         let fence = match pool.get(addr).await {
@@ -267,9 +365,9 @@ pub async fn recover(pool: &BookiePool, info: &LedgerInfo) -> Result<Recovered, 
             Err(e) => Err(e),
         };
         match fence {
-            Ok(bookie_lac) => {
+            Ok(writer_lac) => {
                 fenced += 1;
-                lac = lac.max(bookie_lac);
+                confirmed = confirmed.max(writer_lac);
             }
             Err(e) => {
                 warn!(ledger = info.ledger_id, bookie = %addr, error = %e, "fencing failed on a bookie");
@@ -280,39 +378,107 @@ pub async fn recover(pool: &BookiePool, info: &LedgerInfo) -> Result<Recovered, 
     if fenced < needed {
         return Err(last_error.unwrap_or_else(|| no_bookies(info)));
     }
-    let mut entries = Vec::new();
-    let mut next = 0u64;
-    loop {
-        let batch = match read_entries(pool, info, next, 64 * 1024 * 1024).await {
-            Ok(batch) => batch,
-            Err(BookieError::Failed {
-                code: BookieCode::NoSuchEntry | BookieCode::NoSuchLedger,
-                ..
-            }) => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        let Some(last) = batch.last() else { break };
-        next = last.entry_id + 1;
-        let beyond_lac = batch
-            .iter()
-            .filter(|e| lac.is_none_or(|lac| e.entry_id > lac));
-        for entry in beyond_lac {
-            // Found past the LAC: make sure its whole write set has it before we rely on it.
-            for addr in write_set(info, entry.entry_id) {
-                pool.get(addr)
-                    .await?
-                    .add(info.ledger_id, entry.clone(), true)
-                    .await?;
+    let mut done = Recovered {
+        last_entry_id: -1,
+        last_offset: None,
+        max_timestamp: -1,
+    };
+    // 2. The acknowledged prefix: headers only.
+    if let Some(confirmed) = confirmed {
+        let mut next = 0u64;
+        while next <= confirmed {
+            let entries = read_entries(
+                pool,
+                info,
+                next,
+                i64::MAX,
+                RECOVERY_READ_BYTES,
+                BATCH_HEADER_BYTES,
+            )
+            .await?;
+            let entries: Vec<_> = entries
+                .into_iter()
+                .take_while(|e| e.entry_id <= confirmed)
+                .collect();
+            let Some(last) = entries.last() else {
+                return Err(failed(
+                    "",
+                    format!(
+                        "ledger {}: entry {next} is at or below the writer's confirmed entry {confirmed} but no replica returned it",
+                        info.ledger_id
+                    ),
+                ));
+            };
+            next = last.entry_id + 1;
+            for entry in &entries {
+                done.note(entry, &mut on_batch);
             }
         }
-        entries.extend(batch);
     }
-    // Entries after a hole are not part of the ledger: nobody was acknowledged for them.
-    let contiguous = entries
-        .iter()
-        .enumerate()
-        .take_while(|(i, e)| e.entry_id == *i as u64)
-        .count();
-    entries.truncate(contiguous);
-    Ok(Recovered { entries })
+    // 3. Past the confirmed point: re-replicate entry by entry, or stop.
+    let mut next = confirmed.map_or(0, |c| c + 1);
+    loop {
+        let mut missing = 0usize;
+        let mut found = None;
+        let mut last_error = None;
+        for bookie_id in write_set(info, next) {
+            match probe(pool, info, bookie_id, next, 1, 0).await {
+                Probe::Found(mut entries) if entries[0].entry_id == next => {
+                    entries.truncate(1);
+                    found = entries.pop();
+                    break;
+                }
+                Probe::Found(_) | Probe::Missing => missing += 1,
+                Probe::Failed(e) => last_error = Some(e),
+            }
+        }
+        let Some(entry) = found else {
+            let write_quorum = info.write_quorum as usize;
+            let ack_quorum = info.ack_quorum as usize;
+            if missing > write_quorum.saturating_sub(ack_quorum) {
+                break;
+            }
+            return Err(last_error.unwrap_or_else(|| {
+                failed(
+                    "",
+                    format!(
+                        "ledger {}: cannot tell whether entry {next} was acknowledged",
+                        info.ledger_id
+                    ),
+                )
+            }));
+        };
+        re_replicate(pool, info, &entry).await?;
+        done.note(&entry, &mut on_batch);
+        next += 1;
+    }
+    Ok(done)
+}
+
+/// Writes `entry` to its whole write set as a recovery add; fails unless `Qa` copies took.
+async fn re_replicate(
+    pool: &BookiePool,
+    info: &LedgerInfo,
+    entry: &EntryData,
+) -> Result<(), BookieError> {
+    let mut written = 0usize;
+    let mut last_error = None;
+    for bookie_id in write_set(info, entry.entry_id) {
+        let added = match pool.get(bookie_id).await {
+            Ok(bookie) => bookie.add(info.ledger_id, entry.clone(), true, None).await,
+            Err(e) => Err(e),
+        };
+        match added {
+            Ok(()) => written += 1,
+            Err(e) => {
+                warn!(ledger = info.ledger_id, entry = entry.entry_id, bookie = bookie_id, error = %e, "re-replicating an entry during recovery failed on a bookie");
+                last_error = Some(e);
+            }
+        }
+    }
+    if written >= (info.ack_quorum as usize).max(1) {
+        Ok(())
+    } else {
+        Err(last_error.unwrap_or_else(|| no_bookies(info)))
+    }
 }

@@ -7,37 +7,46 @@
 //! and answers the producer — so acknowledgements, and what consumers can see, never run ahead
 //! of a gap.
 //!
+//! The partition's metadata (see [`crate::catalog`]) is a small head, one key per segment and
+//! one per producer. The writer holds only the head and the open segment; closed segments
+//! are looked up by offset in the metadata store when a read needs them and kept in a small
+//! cache, so a partition costs the same memory with ten ledgers or a million.
+//!
 //! Taking a partition over ([`PartitionLog::open`]) follows the managed-ledger protocol: read
-//! the ledger list, fence and recover the last ledger if it is still open (whoever wrote it
-//! can then add nothing more), close it in the metadata store with a compare-and-set, and
+//! the head and the last segment, fence and recover its ledger if it is still open (whoever
+//! wrote it can then add nothing more), close it with a compare-and-set on the head, and
 //! start a new ledger. A broker whose ledger was fenced gets NOT_LEADER_OR_FOLLOWER for the
 //! adds in flight and a revision conflict on its next metadata update, so nothing it writes
 //! after the take-over becomes part of the log. Today one broker serves every partition and
 //! recovers its own ledger after a failed add; with several brokers, partition ownership
 //! leases (next step) must stop a broker from taking a partition back by the same route.
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use stratalog_protocol::internal::bookie::{BookieCode, EntryData, FindBy};
+use stratalog_protocol::internal::bookie::{EntryData, FindBy};
 use stratalog_protocol::internal::Wire;
 use stratalog_protocol::kafka::record_batch::{self, BatchInfo};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{info, warn};
 
 use super::cache::TailCache;
 use super::ledger::{self, BookiePool};
-use super::producer_state::{ProducerStates, SequenceCheck};
-use crate::catalog::{self, LedgerInfo, PartitionMeta};
+use super::producer_state::{ProducerLimits, ProducerStates, SequenceCheck};
+use crate::catalog::{
+    self, LedgerInfo, Location, PartitionHead, ProducerEntry, Segment, TopicMeta,
+};
 use crate::clients::bookie::BookieError;
 use crate::metrics;
 use stratalog_metadata::client::{ClientError, MetadataClient};
-use stratalog_metadata::Expect;
+use stratalog_metadata::{Expect, KeyValue, Op, RangeQuery, MAX_BATCH_OPS};
 
 /// Kafka error codes this module produces.
 pub mod codes {
     pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
 }
@@ -54,6 +63,13 @@ impl LogError {
     fn storage(reason: impl Into<String>) -> LogError {
         LogError {
             code: codes::KAFKA_STORAGE_ERROR,
+            reason: reason.into(),
+        }
+    }
+
+    fn unknown(reason: impl Into<String>) -> LogError {
+        LogError {
+            code: codes::UNKNOWN_TOPIC_OR_PARTITION,
             reason: reason.into(),
         }
     }
@@ -93,6 +109,10 @@ pub struct LogContext {
     pub roll_bytes: u64,
     pub roll_age: Duration,
     pub cache_bytes: usize,
+    pub producer_limits: ProducerLimits,
+    /// Take-overs running at once (each reads a bounded amount, so this bounds the memory
+    /// of many partitions reopening after a crash).
+    pub recoveries: Semaphore,
 }
 
 impl LogContext {
@@ -144,32 +164,105 @@ pub struct ReadResult {
 struct Pending {
     base_offset: i64,
     last_offset: i64,
+    entry_id: u64,
     batch: Bytes,
     ack: oneshot::Receiver<Result<(), BookieError>>,
     reply: oneshot::Sender<Result<i64, LogError>>,
+    /// The ledger's last-add-confirmed, advanced by the completer.
+    lac: Arc<AtomicI64>,
 }
 
 struct Writer {
-    meta: PartitionMeta,
-    meta_revision: u64,
+    head: PartitionHead,
+    /// Revision of the head as this writer last wrote it: the fencing token.
+    head_revision: u64,
+    /// The open segment (its location is `ledger`).
+    segment: Segment,
     ledger: LedgerInfo,
     next_entry_id: u64,
     ledger_bytes: u64,
+    max_timestamp: i64,
     opened_at: Instant,
     next_offset: i64,
     producers: ProducerStates,
     completer: mpsc::UnboundedSender<Pending>,
-    /// Set by this writer's completer when an add failed: rebuild before appending again.
+    /// Highest entry id of the open ledger acknowledged in order (-1: none); piggybacked on
+    /// every add so recovery knows what was confirmed.
+    lac: Arc<AtomicI64>,
+    /// Set by this writer's completer when an add failed, or by a failed metadata update:
+    /// rebuild before appending again.
     failed: Arc<AtomicBool>,
+}
+
+/// What readers see without the writer lock.
+#[derive(Clone, Default)]
+struct View {
+    log_start_offset: i64,
+    open: Option<Segment>,
+}
+
+/// Closed segments recently read, so sequential reads do not ask the metadata store for
+/// each batch. Bounded: a partition's memory does not grow with its number of segments.
+struct SegmentCache {
+    by_first_offset: BTreeMap<i64, Segment>,
+    order: VecDeque<i64>,
+}
+
+const SEGMENT_CACHE_ENTRIES: usize = 32;
+
+impl SegmentCache {
+    fn new() -> SegmentCache {
+        SegmentCache {
+            by_first_offset: BTreeMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn get(&self, offset: i64) -> Option<Segment> {
+        let (_, seg) = self.by_first_offset.range(..=offset).next_back()?;
+        seg.contains(offset).then(|| seg.clone())
+    }
+
+    fn insert(&mut self, seg: Segment) {
+        if self
+            .by_first_offset
+            .insert(seg.first_offset, seg.clone())
+            .is_none()
+        {
+            self.order.push_back(seg.first_offset);
+        }
+        while self.order.len() > SEGMENT_CACHE_ENTRIES {
+            if let Some(first) = self.order.pop_front() {
+                self.by_first_offset.remove(&first);
+            }
+        }
+    }
+
+    fn remove_below(&mut self, offset: i64) {
+        self.by_first_offset.retain(|first, _| *first >= offset);
+        self.order.retain(|first| *first >= offset);
+    }
+}
+
+/// The metadata keys of one partition.
+struct Keys {
+    head: String,
+    segments: String,
+    producers: String,
 }
 
 pub struct PartitionLog {
     pub topic: String,
     pub partition: i32,
+    pub topic_id: [u8; 16],
+    keys: Keys,
     ctx: Arc<LogContext>,
     writer: tokio::sync::Mutex<Option<Writer>>,
-    /// Ledger list and log start, for readers.
-    view: parking_lot::RwLock<PartitionMeta>,
+    /// Set once the partition stops being served (topic deleted, shutdown): no append
+    /// succeeds afterwards.
+    closed: AtomicBool,
+    view: parking_lot::RwLock<View>,
+    segments: parking_lot::Mutex<SegmentCache>,
     high_watermark: watch::Sender<i64>,
     cache: Arc<parking_lot::Mutex<TailCache>>,
     leader_epoch: std::sync::atomic::AtomicI32,
@@ -192,18 +285,37 @@ impl PartitionLog {
         topic: &str,
         partition: i32,
     ) -> Result<Arc<PartitionLog>, LogError> {
+        let key = catalog::topic_key(topic);
+        let meta: TopicMeta = match ctx.metadata.get(&key).await? {
+            Some(kv) => catalog::decode(&key, kv.value).map_err(LogError::storage)?,
+            None => return Err(LogError::unknown(format!("topic {topic} does not exist"))),
+        };
+        if !(0..meta.partitions).contains(&partition) {
+            return Err(LogError::unknown(format!(
+                "topic {topic} has {} partitions, not {partition}",
+                meta.partitions
+            )));
+        }
+        let id = meta.id;
         let log = Arc::new(PartitionLog {
             topic: topic.to_string(),
             partition,
-            ctx,
+            topic_id: id,
+            keys: Keys {
+                head: catalog::head_key(&id, partition),
+                segments: catalog::segments_prefix(&id, partition),
+                producers: catalog::producers_prefix(&id, partition),
+            },
             writer: tokio::sync::Mutex::new(None),
-            view: parking_lot::RwLock::new(PartitionMeta::default()),
+            closed: AtomicBool::new(false),
+            view: parking_lot::RwLock::new(View::default()),
+            segments: parking_lot::Mutex::new(SegmentCache::new()),
             high_watermark: watch::channel(0).0,
-            cache: Arc::new(parking_lot::Mutex::new(TailCache::new(0))),
+            cache: Arc::new(parking_lot::Mutex::new(TailCache::new(ctx.cache_bytes))),
             leader_epoch: Default::default(),
             read_hint: parking_lot::Mutex::new(None),
+            ctx,
         });
-        *log.cache.lock() = TailCache::new(log.ctx.cache_bytes);
         let writer = log.take_over().await?;
         *log.writer.lock().await = Some(writer);
         Ok(log)
@@ -225,55 +337,142 @@ impl PartitionLog {
         self.leader_epoch.load(Ordering::Relaxed)
     }
 
-    fn key(&self) -> String {
-        catalog::partition_key(&self.topic, self.partition)
+    fn segment_key(&self, first_offset: i64) -> String {
+        catalog::segment_key(&self.topic_id, self.partition, first_offset)
+    }
+
+    /// The last segment of the log, if any.
+    async fn last_segment(&self) -> Result<Option<Segment>, LogError> {
+        let (page, _) = self
+            .ctx
+            .metadata
+            .range(&RangeQuery {
+                prefix: self.keys.segments.clone(),
+                limit: 1,
+                reverse: true,
+                ..RangeQuery::default()
+            })
+            .await?;
+        page.into_iter()
+            .next()
+            .map(|kv| self.decode_segment(kv))
+            .transpose()
+    }
+
+    fn decode_segment(&self, kv: KeyValue) -> Result<Segment, LogError> {
+        catalog::decode::<Segment>(&kv.key, kv.value).map_err(LogError::storage)
+    }
+
+    /// Every stored producer of the partition, page by page.
+    async fn stored_producers(&self) -> Result<Vec<(i64, ProducerEntry)>, LogError> {
+        let mut out = Vec::new();
+        for kv in self.ctx.metadata.list(&self.keys.producers).await? {
+            let Some(id) = catalog::producer_id_of(&kv.key) else {
+                warn!(key = %kv.key, "ignoring a producer key without a producer id");
+                continue;
+            };
+            let entry =
+                catalog::decode::<ProducerEntry>(&kv.key, kv.value).map_err(LogError::storage)?;
+            out.push((id, entry));
+        }
+        Ok(out)
     }
 
     /// Recovers the partition and returns a writer positioned at its end.
     async fn take_over(&self) -> Result<Writer, LogError> {
+        metrics::TAKEOVERS_WAITING.inc();
+        let permit = self.ctx.recoveries.acquire().await;
+        metrics::TAKEOVERS_WAITING.dec();
+        let _permit = permit.map_err(|_| LogError::storage("broker is shutting down"))?;
+        metrics::TAKEOVERS_RUNNING.inc();
+        let result = self.take_over_now().await;
+        metrics::TAKEOVERS_RUNNING.dec();
+        result
+    }
+
+    async fn take_over_now(&self) -> Result<Writer, LogError> {
         let started = Instant::now();
-        let key = self.key();
-        let (mut meta, mut revision) = match self.ctx.metadata.get(&key).await? {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::unknown("the partition is no longer served"));
+        }
+        let (mut head, mut revision) = match self.ctx.metadata.get(&self.keys.head).await? {
             Some(kv) => (
-                catalog::decode::<PartitionMeta>(&key, kv.value).map_err(LogError::storage)?,
+                catalog::decode::<PartitionHead>(&kv.key, kv.value).map_err(LogError::storage)?,
                 Some(kv.mod_revision),
             ),
-            None => (PartitionMeta::default(), None),
+            None => (PartitionHead::default(), None),
         };
-        let mut producers = ProducerStates::from_snapshots(&meta.producers);
-        let mut recovered_entries = 0;
-        if let Some(last) = meta.ledgers.last_mut().filter(|l| !l.closed) {
-            let recovered = ledger::recover(&self.ctx.bookies, last).await?;
-            recovered_entries = recovered.entries.len();
-            let mut last_offset = last.first_offset - 1;
-            for entry in &recovered.entries {
-                for info in record_batch::iter_headers(&entry.payload) {
-                    producers.update(&info, info.base_offset);
+        let now = now_ms();
+        let mut producers = ProducerStates::new(self.ctx.producer_limits);
+        producers.restore(self.stored_producers().await?, now);
+        let mut ops = Vec::new();
+        let mut recovered_entries = 0i64;
+        let mut empty_ledger = None;
+        let next_offset = match self.last_segment().await? {
+            Some(mut seg) if !seg.closed => {
+                let Location::Ledger(mut ledger) = seg.location.clone() else {
+                    return Err(LogError::storage(format!(
+                        "the open segment at offset {} is not a ledger",
+                        seg.first_offset
+                    )));
+                };
+                let recovered = ledger::recover(&self.ctx.bookies, &ledger, |batch| {
+                    producers.update(batch, batch.base_offset, now)
+                })
+                .await?;
+                recovered_entries = recovered.last_entry_id + 1;
+                let key = self.segment_key(seg.first_offset);
+                match recovered.last_offset {
+                    None => {
+                        // It holds nothing: drop it from the log.
+                        ops.push(Op::Delete {
+                            key,
+                            expect: Expect::Any,
+                        });
+                        empty_ledger = Some(ledger);
+                        seg.first_offset
+                    }
+                    Some(last_offset) => {
+                        ledger.last_entry_id = recovered.last_entry_id;
+                        seg.closed = true;
+                        seg.last_offset = last_offset;
+                        seg.max_timestamp = recovered.max_timestamp;
+                        seg.location = Location::Ledger(ledger);
+                        ops.push(Op::Put {
+                            key,
+                            value: seg.to_bytes(),
+                            expect: Expect::Any,
+                            lease: None,
+                        });
+                        last_offset + 1
+                    }
                 }
-                last_offset = entry.last_offset;
             }
-            last.closed = true;
-            last.last_offset = last_offset;
-            last.last_entry_id = recovered.entries.last().map_or(-1, |e| e.entry_id as i64);
-            meta.producers = producers.snapshots();
+            Some(seg) => seg.last_offset + 1,
+            None => head.log_start_offset,
         }
-        // An empty closed ledger holds nothing: drop it from the list.
-        meta.ledgers.retain(|l| !(l.closed && l.last_entry_id < 0));
-        meta.leader_epoch += 1;
-        let next_offset = meta
-            .ledgers
-            .last()
-            .map_or(meta.log_start_offset, |l| l.last_offset + 1);
-        let ledger = self.new_ledger(next_offset).await?;
-        meta.ledgers.push(ledger.clone());
-        let expect = revision.map_or(Expect::Absent, Expect::Revision);
+        .max(head.log_start_offset);
+        head.leader_epoch += 1;
         revision = Some(
-            self.ctx
-                .metadata
-                .put(&key, meta.to_bytes(), expect, None)
-                .await?
-                .mod_revision,
+            self.write_producers(&mut producers, &head, revision)
+                .await?,
         );
+        let segment = self.new_segment(next_offset).await?;
+        let Location::Ledger(ledger) = segment.location.clone() else {
+            unreachable!("new segments are ledgers")
+        };
+        ops.push(Op::Put {
+            key: self.segment_key(next_offset),
+            value: segment.to_bytes(),
+            expect: Expect::Any,
+            lease: None,
+        });
+        let head_revision = self.commit(&head, revision, ops).await?;
+        if let Some(empty) = empty_ledger {
+            for (bookie, e) in ledger::delete(&self.ctx.bookies, &empty).await {
+                warn!(topic = %self.topic, partition = self.partition, ledger = empty.ledger_id, %bookie, error = %e, "deleting an empty recovered ledger failed");
+            }
+        }
 
         let (completer, pending) = mpsc::unbounded_channel();
         let failed = Arc::new(AtomicBool::new(false));
@@ -286,29 +485,103 @@ impl PartitionLog {
         self.cache.lock().clear();
         *self.read_hint.lock() = None;
         self.leader_epoch
-            .store(meta.leader_epoch, Ordering::Relaxed);
-        *self.view.write() = meta.clone();
+            .store(head.leader_epoch, Ordering::Relaxed);
+        *self.view.write() = View {
+            log_start_offset: head.log_start_offset,
+            open: Some(segment.clone()),
+        };
         self.high_watermark.send_replace(next_offset);
         info!(
             topic = %self.topic, partition = self.partition, next_offset, ledger = ledger.ledger_id,
-            recovered_entries, epoch = meta.leader_epoch, took_ms = started.elapsed().as_millis() as u64,
-            "partition opened"
+            recovered_entries, producers = producers.len(), epoch = head.leader_epoch,
+            took_ms = started.elapsed().as_millis() as u64, "partition opened"
         );
         Ok(Writer {
-            meta,
-            meta_revision: revision.unwrap_or(0),
+            head,
+            head_revision,
+            segment,
             ledger,
             next_entry_id: 0,
             ledger_bytes: 0,
+            max_timestamp: -1,
             opened_at: Instant::now(),
             next_offset,
             producers,
             completer,
+            lac: Arc::new(AtomicI64::new(-1)),
             failed,
         })
     }
 
-    async fn new_ledger(&self, first_offset: i64) -> Result<LedgerInfo, LogError> {
+    /// One transaction: the head (compare-and-set against `revision`, or absent) plus
+    /// `ops`. Returns the head's new revision.
+    async fn commit(
+        &self,
+        head: &PartitionHead,
+        revision: Option<u64>,
+        ops: Vec<Op>,
+    ) -> Result<u64, LogError> {
+        let mut all = Vec::with_capacity(ops.len() + 1);
+        all.push(Op::Put {
+            key: self.keys.head.clone(),
+            value: head.to_bytes(),
+            expect: revision.map_or(Expect::Absent, Expect::Revision),
+            lease: None,
+        });
+        all.extend(ops);
+        let results = self.ctx.metadata.batch(all).await?;
+        match results.first() {
+            Some(Some(kv)) => Ok(kv.mod_revision),
+            _ => Err(LogError::storage("metadata batch returned no head")),
+        }
+    }
+
+    /// Writes the producers that changed (and deletes the forgotten ones), in transactions
+    /// that each also compare-and-set the head, so a fenced owner cannot overwrite a newer
+    /// owner's producer state. Returns the head's revision afterwards.
+    async fn write_producers(
+        &self,
+        producers: &mut ProducerStates,
+        head: &PartitionHead,
+        mut revision: Option<u64>,
+    ) -> Result<u64, LogError> {
+        let changes = producers.take_changes();
+        let mut ops: Vec<Op> = changes
+            .upserts
+            .iter()
+            .map(|(id, entry)| Op::Put {
+                key: catalog::producer_key(&self.topic_id, self.partition, *id),
+                value: entry.to_bytes(),
+                expect: Expect::Any,
+                lease: None,
+            })
+            .chain(changes.removals.iter().map(|id| Op::Delete {
+                key: catalog::producer_key(&self.topic_id, self.partition, *id),
+                expect: Expect::Any,
+            }))
+            .collect();
+        let written = ops.len() as u64;
+        loop {
+            let chunk: Vec<Op> = ops.drain(..ops.len().min(MAX_BATCH_OPS - 1)).collect();
+            if chunk.is_empty() && revision.is_some() {
+                break;
+            }
+            match self.commit(head, revision, chunk).await {
+                Ok(r) => revision = Some(r),
+                Err(e) => {
+                    producers.restore_changes(&changes);
+                    return Err(e);
+                }
+            }
+            if ops.is_empty() {
+                break;
+            }
+        }
+        metrics::PRODUCER_STATE_WRITES.inc_by(written);
+        Ok(revision.unwrap_or(0))
+    }
+
+    async fn new_segment(&self, first_offset: i64) -> Result<Segment, LogError> {
         let bookies = self.ctx.live_bookies().await?;
         if bookies.len() < self.ctx.ensemble_size {
             return Err(LogError::storage(format!(
@@ -324,16 +597,19 @@ impl PartitionLog {
             .map(|i| bookies[(start + i) % bookies.len()].clone())
             .collect();
         metrics::LEDGERS_OPENED.inc();
-        Ok(LedgerInfo {
-            ledger_id,
-            ensemble,
-            write_quorum: self.ctx.write_quorum as u8,
-            ack_quorum: self.ctx.ack_quorum as u8,
+        Ok(Segment {
             first_offset,
             last_offset: -1,
-            last_entry_id: -1,
-            closed: false,
+            max_timestamp: -1,
             created_ms: now_ms(),
+            closed: false,
+            location: Location::Ledger(LedgerInfo {
+                ledger_id,
+                ensemble,
+                write_quorum: self.ctx.write_quorum as u8,
+                ack_quorum: self.ctx.ack_quorum as u8,
+                last_entry_id: -1,
+            }),
         })
     }
 
@@ -347,6 +623,9 @@ impl PartitionLog {
         log_append_time: Option<i64>,
     ) -> Result<Appended, LogError> {
         let mut guard = self.writer.lock().await;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::unknown("the partition is no longer served"));
+        }
         let writer = match guard.take() {
             Some(writer) if !writer.failed.load(Ordering::Acquire) => guard.insert(writer),
             _ => {
@@ -372,30 +651,40 @@ impl PartitionLog {
         if writer.ledger_bytes >= self.ctx.roll_bytes
             || (writer.next_entry_id > 0 && writer.opened_at.elapsed() >= self.ctx.roll_age)
         {
-            self.roll(writer).await?;
+            if let Err(e) = self.roll(writer).await {
+                // Whatever state the metadata store is in now (the roll may even have been
+                // applied with its reply lost), the next append re-reads it.
+                writer.failed.store(true, Ordering::Release);
+                return Err(e);
+            }
         }
         let base_offset = writer.next_offset;
         let last_offset = base_offset + info.last_offset_delta as i64;
+        let max_timestamp = log_append_time.unwrap_or(info.max_timestamp);
         let mut stamped = BytesMut::from(&batch[..]);
         record_batch::assign(&mut stamped, base_offset, log_append_time);
         let stamped = stamped.freeze();
+        let entry_id = writer.next_entry_id;
         let entry = EntryData {
-            entry_id: writer.next_entry_id,
+            entry_id,
             base_offset,
             last_offset,
-            max_timestamp: log_append_time.unwrap_or(info.max_timestamp),
+            max_timestamp,
             payload: stamped.clone(),
         };
-        let ack = ledger::add_entry(&self.ctx.bookies, &writer.ledger, entry);
+        let writer_lac = u64::try_from(writer.lac.load(Ordering::Acquire)).ok();
+        let ack = ledger::add_entry(&self.ctx.bookies, &writer.ledger, entry, writer_lac);
         let (reply, done) = oneshot::channel();
         if writer
             .completer
             .send(Pending {
                 base_offset,
                 last_offset,
+                entry_id,
                 batch: stamped,
                 ack,
                 reply,
+                lac: writer.lac.clone(),
             })
             .is_err()
         {
@@ -404,8 +693,9 @@ impl PartitionLog {
         }
         writer.next_entry_id += 1;
         writer.ledger_bytes += batch.len() as u64;
+        writer.max_timestamp = writer.max_timestamp.max(max_timestamp);
         writer.next_offset = last_offset + 1;
-        writer.producers.update(&info, base_offset);
+        writer.producers.update(&info, base_offset, now_ms());
         Ok(Appended::Pending(done))
     }
 
@@ -443,7 +733,9 @@ impl PartitionLog {
         Appended::Pending(done)
     }
 
-    /// Closes the current ledger once everything in flight is acknowledged, and opens the next.
+    /// Closes the current ledger once everything in flight is acknowledged, and opens the
+    /// next: producer changes first, then one transaction with the head, the closed segment
+    /// and the new one. Its cost does not depend on how many segments the log has.
     async fn roll(&self, writer: &mut Writer) -> Result<(), LogError> {
         let mut hw = self.high_watermark.subscribe();
         while *hw.borrow_and_update() < writer.next_offset {
@@ -461,43 +753,93 @@ impl PartitionLog {
                 ));
             }
         }
-        let mut meta = writer.meta.clone();
-        if let Some(last) = meta.ledgers.last_mut() {
-            last.closed = true;
-            last.last_offset = writer.next_offset - 1;
-            last.last_entry_id = writer.next_entry_id as i64 - 1;
-        }
-        meta.producers = writer.producers.snapshots();
-        let ledger = self.new_ledger(writer.next_offset).await?;
-        meta.ledgers.push(ledger.clone());
-        self.store_meta(writer, meta).await?;
-        info!(topic = %self.topic, partition = self.partition, closed = writer.ledger.ledger_id, opened = ledger.ledger_id, "ledger rolled");
+        let mut closed = writer.segment.clone();
+        let mut ledger = writer.ledger.clone();
+        ledger.last_entry_id = writer.next_entry_id as i64 - 1;
+        closed.closed = true;
+        closed.last_offset = writer.next_offset - 1;
+        closed.max_timestamp = writer.max_timestamp;
+        closed.location = Location::Ledger(ledger);
+        writer.producers.expire(now_ms());
+        writer.head_revision = self
+            .write_producers(
+                &mut writer.producers,
+                &writer.head,
+                Some(writer.head_revision),
+            )
+            .await?;
+        let next = self.new_segment(writer.next_offset).await?;
+        let Location::Ledger(next_ledger) = next.location.clone() else {
+            unreachable!("new segments are ledgers")
+        };
+        let ops = vec![
+            Op::Put {
+                key: self.segment_key(closed.first_offset),
+                value: closed.to_bytes(),
+                expect: Expect::Any,
+                lease: None,
+            },
+            Op::Put {
+                key: self.segment_key(next.first_offset),
+                value: next.to_bytes(),
+                expect: Expect::Absent,
+                lease: None,
+            },
+        ];
+        writer.head_revision = self
+            .commit(&writer.head, Some(writer.head_revision), ops)
+            .await?;
+        info!(topic = %self.topic, partition = self.partition, closed = writer.ledger.ledger_id, opened = next_ledger.ledger_id, "ledger rolled");
         metrics::LEDGERS_CLOSED.inc();
-        writer.ledger = ledger;
+        self.segments.lock().insert(closed);
+        self.view.write().open = Some(next.clone());
+        writer.segment = next;
+        writer.ledger = next_ledger;
         writer.next_entry_id = 0;
         writer.ledger_bytes = 0;
+        writer.max_timestamp = -1;
         writer.opened_at = Instant::now();
+        writer.lac = Arc::new(AtomicI64::new(-1));
         Ok(())
     }
 
-    /// Writes `meta` over the partition's managed ledger with a compare-and-set against the
-    /// revision this writer last wrote, and publishes it to readers. A conflict means another
-    /// broker took the partition over.
-    async fn store_meta(&self, writer: &mut Writer, meta: PartitionMeta) -> Result<(), LogError> {
-        let kv = self
+    /// The segment holding `offset`: the open one, a cached one, or the last segment that
+    /// starts at or before it, read from the metadata store.
+    async fn segment_for(&self, offset: i64) -> Result<Option<Segment>, LogError> {
+        if let Some(open) = self
+            .view
+            .read()
+            .open
+            .as_ref()
+            .filter(|s| s.contains(offset))
+        {
+            return Ok(Some(open.clone()));
+        }
+        if let Some(seg) = self.segments.lock().get(offset) {
+            return Ok(Some(seg));
+        }
+        let (page, _) = self
             .ctx
             .metadata
-            .put(
-                &self.key(),
-                meta.to_bytes(),
-                Expect::Revision(writer.meta_revision),
-                None,
-            )
+            .range(&RangeQuery {
+                prefix: self.keys.segments.clone(),
+                end: self.segment_key(offset.saturating_add(1)),
+                limit: 1,
+                reverse: true,
+                ..RangeQuery::default()
+            })
             .await?;
-        writer.meta_revision = kv.mod_revision;
-        *self.view.write() = meta.clone();
-        writer.meta = meta;
-        Ok(())
+        let Some(kv) = page.into_iter().next() else {
+            return Ok(None);
+        };
+        let seg = self.decode_segment(kv)?;
+        if !seg.contains(offset) {
+            return Ok(None);
+        }
+        if seg.closed {
+            self.segments.lock().insert(seg.clone());
+        }
+        Ok(Some(seg))
     }
 
     /// Reads batches from `offset` (which may fall inside a batch: the whole batch is returned
@@ -525,8 +867,18 @@ impl PartitionLog {
             metrics::READ_CACHE_HITS.inc();
             return Ok(result(batches));
         }
-        let Some(ledger) = self.ledger_for(offset) else {
+        let Some(segment) = self.segment_for(offset).await? else {
             return Ok(result(Vec::new()));
+        };
+        let Some(ledger) = segment.ledger() else {
+            return Err(LogError::storage(format!(
+                "offset {offset} is on object storage, which this broker cannot read yet"
+            )));
+        };
+        let until = if segment.closed {
+            high_watermark.min(segment.last_offset + 1)
+        } else {
+            high_watermark
         };
         let hint = *self.read_hint.lock();
         let first = match hint {
@@ -535,26 +887,23 @@ impl PartitionLog {
             {
                 Some(next_entry)
             }
-            _ => ledger::find_entry(&self.ctx.bookies, &ledger, FindBy::Offset, offset).await?,
+            _ => ledger::find_entry(&self.ctx.bookies, ledger, FindBy::Offset, offset).await?,
         };
         let Some(first) = first else {
             return Ok(result(Vec::new()));
         };
-        let entries =
-            match ledger::read_entries(&self.ctx.bookies, &ledger, first, max_bytes as u32).await {
-                Ok(entries) => entries,
-                Err(BookieError::Failed {
-                    code: BookieCode::NoSuchEntry,
-                    ..
-                }) => Vec::new(),
-                Err(e) => return Err(e.into()),
-            };
+        let entries = ledger::read_entries(
+            &self.ctx.bookies,
+            ledger,
+            first,
+            until,
+            max_bytes.min(u32::MAX as usize) as u32,
+            0,
+        )
+        .await?;
         let mut batches = Vec::with_capacity(entries.len());
         let mut size = 0;
-        for entry in entries
-            .into_iter()
-            .take_while(|e| e.base_offset < high_watermark)
-        {
+        for entry in entries {
             if !batches.is_empty() && size + entry.payload.len() > max_bytes {
                 break;
             }
@@ -567,81 +916,184 @@ impl PartitionLog {
         Ok(result(batches))
     }
 
-    fn ledger_for(&self, offset: i64) -> Option<LedgerInfo> {
-        let view = self.view.read();
-        view.ledgers
-            .iter()
-            .find(|l| l.first_offset <= offset && (!l.closed || offset <= l.last_offset))
-            .cloned()
-    }
-
     /// The first offset whose record timestamp is at or after `timestamp`, with that
-    /// timestamp; `None` if every record is older.
+    /// timestamp; `None` if every record is older. Segments whose largest timestamp is
+    /// older are skipped without asking a bookie.
     pub async fn offset_for_timestamp(
         &self,
         timestamp: i64,
     ) -> Result<Option<(i64, i64)>, LogError> {
-        let ledgers = self.view.read().ledgers.clone();
         let high_watermark = self.high_watermark();
-        for ledger in ledgers {
-            let Some(entry_id) =
-                ledger::find_entry(&self.ctx.bookies, &ledger, FindBy::Timestamp, timestamp)
-                    .await?
-            else {
-                continue;
+        let mut start = String::new();
+        loop {
+            let (page, more) = self
+                .ctx
+                .metadata
+                .range(&RangeQuery {
+                    prefix: self.keys.segments.clone(),
+                    start: start.clone(),
+                    limit: 256,
+                    ..RangeQuery::default()
+                })
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(None);
             };
-            let entries = ledger::read_entries(&self.ctx.bookies, &ledger, entry_id, 1).await?;
-            for entry in entries.iter().filter(|e| e.base_offset < high_watermark) {
-                if let Some(found) = record_batch::first_at_or_after(&entry.payload, timestamp) {
+            start = format!("{}\0", last.key);
+            for kv in page {
+                let seg = self.decode_segment(kv)?;
+                if seg.closed && seg.max_timestamp < timestamp {
+                    continue;
+                }
+                let Some(ledger) = seg.ledger() else {
+                    continue;
+                };
+                if let Some(found) = self
+                    .find_in_ledger(ledger, timestamp, high_watermark)
+                    .await?
+                {
                     return Ok(Some(found));
                 }
             }
-        }
-        Ok(None)
-    }
-
-    /// Time-based retention (Kafka's `retention.ms`): drops the oldest closed ledgers whose
-    /// every record was appended more than `retention` ago — known because the next ledger
-    /// was created after the last of them — moves the log start past them and deletes them
-    /// from the bookies. Returns the number of ledgers dropped. The open ledger is never
-    /// dropped, so retention is as coarse as the ledger roll (`ledger_roll_bytes`/`_ms`).
-    pub async fn enforce_retention(&self, retention: Duration) -> Result<usize, LogError> {
-        let cutoff = now_ms().saturating_sub(retention.as_millis() as i64);
-        let mut guard = self.writer.lock().await;
-        let Some(writer) = guard.as_mut() else {
-            return Ok(0);
-        };
-        let ledgers = &writer.meta.ledgers;
-        let expired = ledgers
-            .windows(2)
-            .take_while(|pair| pair[0].closed && pair[1].created_ms < cutoff)
-            .count();
-        if expired == 0 {
-            return Ok(0);
-        }
-        let mut meta = writer.meta.clone();
-        let dropped: Vec<LedgerInfo> = meta.ledgers.drain(..expired).collect();
-        meta.log_start_offset = meta
-            .ledgers
-            .first()
-            .map_or(writer.next_offset, |l| l.first_offset);
-        self.store_meta(writer, meta).await?;
-        *self.read_hint.lock() = None;
-        drop(guard);
-        // The ledgers are out of the log; deleting them from the bookies may lag (a bookie
-        // that is down keeps its copy until the ledger is deleted again by hand).
-        for ledger in &dropped {
-            for (bookie, e) in ledger::delete(&self.ctx.bookies, ledger).await {
-                warn!(topic = %self.topic, partition = self.partition, ledger = ledger.ledger_id, %bookie, error = %e, "deleting an expired ledger failed");
+            if !more {
+                return Ok(None);
             }
         }
-        info!(topic = %self.topic, partition = self.partition, ledgers = dropped.len(), log_start_offset = self.log_start_offset(), "retention dropped expired ledgers");
-        Ok(dropped.len())
     }
 
-    /// Stops accepting appends and fails whatever is in flight (topic deleted, or shutdown).
+    async fn find_in_ledger(
+        &self,
+        ledger: &LedgerInfo,
+        timestamp: i64,
+        high_watermark: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let Some(entry_id) =
+            ledger::find_entry(&self.ctx.bookies, ledger, FindBy::Timestamp, timestamp).await?
+        else {
+            return Ok(None);
+        };
+        let entries =
+            ledger::read_entries(&self.ctx.bookies, ledger, entry_id, high_watermark, 1, 0).await?;
+        Ok(entries
+            .iter()
+            .find_map(|e| record_batch::first_at_or_after(&e.payload, timestamp)))
+    }
+
+    /// Time-based retention (Kafka's `retention.ms`): drops the oldest closed segments whose
+    /// every record was appended more than `retention` ago — known because the next segment
+    /// was created after the last of them — moves the log start past them and deletes their
+    /// ledgers from the bookies. Works through the oldest segments a page at a time. Returns
+    /// the number of segments dropped. The open segment is never dropped, so retention is as
+    /// coarse as the ledger roll (`ledger_roll_bytes`/`_ms`).
+    pub async fn enforce_retention(&self, retention: Duration) -> Result<usize, LogError> {
+        const PAGE: usize = 256;
+        let cutoff = now_ms().saturating_sub(retention.as_millis() as i64);
+        let mut dropped_total = 0;
+        loop {
+            let mut guard = self.writer.lock().await;
+            let Some(writer) = guard.as_mut().filter(|w| !w.failed.load(Ordering::Acquire)) else {
+                return Ok(dropped_total);
+            };
+            let (page, _) = self
+                .ctx
+                .metadata
+                .range(&RangeQuery {
+                    prefix: self.keys.segments.clone(),
+                    limit: PAGE + 1,
+                    ..RangeQuery::default()
+                })
+                .await?;
+            let segments = page
+                .into_iter()
+                .map(|kv| self.decode_segment(kv))
+                .collect::<Result<Vec<_>, _>>()?;
+            let expired = segments
+                .windows(2)
+                .take_while(|pair| pair[0].closed && pair[1].created_ms < cutoff)
+                .count();
+            if expired == 0 {
+                return Ok(dropped_total);
+            }
+            let mut head = writer.head;
+            head.log_start_offset = segments[expired].first_offset;
+            let ops = segments[..expired]
+                .iter()
+                .map(|seg| Op::Delete {
+                    key: self.segment_key(seg.first_offset),
+                    expect: Expect::Any,
+                })
+                .collect();
+            match self.commit(&head, Some(writer.head_revision), ops).await {
+                Ok(revision) => {
+                    writer.head = head;
+                    writer.head_revision = revision;
+                }
+                Err(e) => {
+                    writer.failed.store(true, Ordering::Release);
+                    return Err(e);
+                }
+            }
+            self.view.write().log_start_offset = head.log_start_offset;
+            self.segments.lock().remove_below(head.log_start_offset);
+            *self.read_hint.lock() = None;
+            drop(guard);
+            // The segments are out of the log; deleting their ledgers may lag (a bookie
+            // that is down keeps its copy until the ledger is deleted again by hand).
+            for ledger in segments[..expired].iter().filter_map(Segment::ledger) {
+                for (bookie, e) in ledger::delete(&self.ctx.bookies, ledger).await {
+                    warn!(topic = %self.topic, partition = self.partition, ledger = ledger.ledger_id, %bookie, error = %e, "deleting an expired ledger failed");
+                }
+            }
+            dropped_total += expired;
+            info!(topic = %self.topic, partition = self.partition, segments = expired, log_start_offset = head.log_start_offset, "retention dropped expired segments");
+        }
+    }
+
+    /// Stops accepting appends for good (topic deleted, or shutdown): appends after this
+    /// fail, and whatever is in flight is failed by the bookies' fence or deletion.
     pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         *self.writer.lock().await = None;
+    }
+
+    /// Deletes the partition's ledgers from the bookies, page by page (the metadata keys
+    /// are deleted by the caller). Call after [`PartitionLog::close`].
+    pub async fn delete_ledgers(
+        ctx: &LogContext,
+        topic_id: &[u8; 16],
+        partition: i32,
+    ) -> Result<usize, LogError> {
+        let prefix = catalog::segments_prefix(topic_id, partition);
+        let mut start = String::new();
+        let mut deleted = 0;
+        loop {
+            let (page, more) = ctx
+                .metadata
+                .range(&RangeQuery {
+                    prefix: prefix.clone(),
+                    start: start.clone(),
+                    limit: 256,
+                    ..RangeQuery::default()
+                })
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(deleted);
+            };
+            start = format!("{}\0", last.key);
+            for kv in page {
+                let key = kv.key.clone();
+                let seg = catalog::decode::<Segment>(&key, kv.value).map_err(LogError::storage)?;
+                if let Some(ledger) = seg.ledger() {
+                    for (bookie, e) in ledger::delete(&ctx.bookies, ledger).await {
+                        warn!(partition, ledger = ledger.ledger_id, %bookie, error = %e, "deleting a ledger of a deleted topic failed");
+                    }
+                    deleted += 1;
+                }
+            }
+            if !more {
+                return Ok(deleted);
+            }
+        }
     }
 }
 
@@ -666,6 +1118,7 @@ async fn complete_in_order(
         };
         match result {
             Ok(()) => {
+                p.lac.store(p.entry_id as i64, Ordering::Release);
                 cache.lock().insert(p.base_offset, p.last_offset, p.batch);
                 high_watermark.send_replace(p.last_offset + 1);
                 let _ = p.reply.send(Ok(p.base_offset));

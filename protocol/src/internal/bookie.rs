@@ -82,7 +82,10 @@ wire_struct! {
         /// BookKeeper's recovery add: allowed on a fenced ledger, used to re-replicate the
         /// last entries while closing it.
         pub recovery: bool,
-        pub entry: EntryData,
+        pub entry: EntryData;
+        /// The writer's last-add-confirmed when it sent this add (BookKeeper's piggybacked
+        /// LAC): every entry up to it reached the ack quorum.
+        pub writer_lac: Option<u64>,
     }
 }
 
@@ -98,7 +101,10 @@ wire_struct! {
         pub first_entry_id: u64,
         pub max_entries: u32,
         /// Soft limit: at least one entry is returned if `first_entry_id` exists.
-        pub max_bytes: u32,
+        pub max_bytes: u32;
+        /// If non-zero, return only the first `header_bytes` of each payload (a recovering
+        /// writer needs batch headers, not records). `max_bytes` still counts whole entries.
+        pub header_bytes: u32,
     }
 }
 
@@ -133,10 +139,14 @@ wire_struct! {
 }
 
 wire_struct! {
-    /// Last-add-confirmed: the highest entry id such that every entry up to it is durable on
-    /// this bookie.
+    /// `lac`: the highest entry id such that every entry up to it is durable on this bookie.
     #[derive(Debug, Clone, Default)]
-    pub struct LacResponse { pub status: BookieStatus, pub lac: Option<u64> }
+    pub struct LacResponse {
+        pub status: BookieStatus,
+        pub lac: Option<u64>;
+        /// The highest LAC a writer piggybacked on an add durable on this bookie.
+        pub writer_lac: Option<u64>,
+    }
 }
 
 wire_struct! {
@@ -163,7 +173,7 @@ methods! {
     ReadEntries = 101: ReadEntriesRequest => ReadEntriesResponse;
     FindEntry = 102: FindEntryRequest => FindEntryResponse;
     ReadLac = 103: LedgerRequest => LacResponse;
-    /// Fences the ledger and returns its last-add-confirmed.
+    /// Fences the ledger and returns its LACs (recovery trusts `writer_lac`, not `lac`).
     Fence = 104: LedgerRequest => LacResponse;
     DeleteLedger = 105: LedgerRequest => StatusResponse;
 }

@@ -118,6 +118,21 @@ impl BatchInfo {
 
 /// Reads the header of the batch at the start of `buf` without checking its body.
 pub fn peek_header(buf: &[u8]) -> Result<BatchInfo, BatchError> {
+    let info = header_prefix(buf)?;
+    if info.size > buf.len() {
+        return Err(BatchError::Corrupt(format!(
+            "batch length {} does not fit the {} bytes sent",
+            info.size - 12,
+            buf.len()
+        )));
+    }
+    Ok(info)
+}
+
+/// Decodes the header at the start of `buf`, which may hold only the header (the first
+/// [`HEADER_LEN`] bytes of a batch, as a header-only read returns them); `size` is the
+/// whole batch's size as the header states it.
+pub fn header_prefix(buf: &[u8]) -> Result<BatchInfo, BatchError> {
     if buf.len() < HEADER_LEN {
         return Err(BatchError::Corrupt(format!(
             "{} bytes is shorter than a batch header ({HEADER_LEN})",
@@ -127,13 +142,12 @@ pub fn peek_header(buf: &[u8]) -> Result<BatchInfo, BatchError> {
     let mut b = buf;
     let base_offset = b.get_i64();
     let batch_length = b.get_i32();
-    let size = batch_length as i64 + 12;
-    if batch_length < (HEADER_LEN - 12) as i32 || size > buf.len() as i64 {
+    if batch_length < (HEADER_LEN - 12) as i32 {
         return Err(BatchError::Corrupt(format!(
-            "batch length {batch_length} does not fit the {} bytes sent",
-            buf.len()
+            "batch length {batch_length} is shorter than a batch header"
         )));
     }
+    let size = batch_length as usize + 12;
     let _leader_epoch = b.get_i32();
     let magic = b.get_i8();
     if magic != 2 {
@@ -152,7 +166,7 @@ pub fn peek_header(buf: &[u8]) -> Result<BatchInfo, BatchError> {
         producer_epoch: b.get_i16(),
         base_sequence: b.get_i32(),
         records_count: b.get_i32(),
-        size: size as usize,
+        size,
     })
 }
 

@@ -161,7 +161,7 @@ pub async fn delete_topics(
         };
         match broker.topics.delete(&name).await {
             Ok(meta) => {
-                broker.partitions.delete_topic(&name, meta.partitions).await;
+                broker.partitions.delete_topic(&name, &meta).await;
                 info!(topic = %name, "deleted topic");
                 responses.push(result.with_topic_id(uuid::Uuid::from_bytes(meta.id)));
             }
