@@ -74,6 +74,25 @@ impl Process {
         panic!("stratalog not ready after 60 s; log:\n{}", self.log_text());
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `(VmRSS, VmHWM)` of the running process in KiB, from /proc.
+    pub fn memory_kib(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        Some((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -178,6 +197,10 @@ impl Standalone {
 
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.kafka)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self._dir.path().join("data")
     }
 }
 

@@ -9,4 +9,6 @@ mod compat;
 mod durability;
 mod groups;
 mod idempotence;
+mod layout;
 mod produce_consume;
+mod recovery;

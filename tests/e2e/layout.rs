@@ -1,0 +1,193 @@
+//! The partition layout at scale: metadata and per-ledger costs that must not grow with a
+//! partition's age or its number of producers (issue 5, item 1).
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+
+use crate::harness::*;
+
+/// One uncompressed RecordBatch v2 with a single record holding `value`.
+fn value_batch(value: &[u8], producer_id: i64, base_sequence: i32) -> bytes::Bytes {
+    let mut record = vec![0u8]; // attributes
+    record.push(0); // timestamp delta (varint 0)
+    record.push(0); // offset delta
+    record.push(1); // key length -1 (zigzag varint)
+    put_varint(&mut record, value.len() as i64);
+    record.extend_from_slice(value);
+    record.push(0); // no headers
+    let mut records = Vec::new();
+    put_varint(&mut records, record.len() as i64);
+    records.extend_from_slice(&record);
+    let ts = 1_700_000_000_000i64;
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&0u32.to_be_bytes());
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes()); // last offset delta
+    b.extend_from_slice(&ts.to_be_bytes());
+    b.extend_from_slice(&ts.to_be_bytes());
+    b.extend_from_slice(&producer_id.to_be_bytes());
+    b.extend_from_slice(&0i16.to_be_bytes()); // epoch
+    b.extend_from_slice(&base_sequence.to_be_bytes());
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&records);
+    let crc = crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes::Bytes::from(b)
+}
+
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        let byte = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn dir_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn value_of(i: usize) -> Vec<u8> {
+    let mut v = format!("record-{i:08}-").into_bytes();
+    v.resize(5000, b'x');
+    v
+}
+
+/// Every batch rolls the ledger: 25,000 ledgers on one partition, then a restart and a read
+/// of all of it. Prints the roll rate over the run, peak RSS and the data dir size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_five_thousand_rolls_then_restart_and_read_all() {
+    const ROLLS: usize = 25_000;
+    let mut server = Standalone::start_with(&["--ledger-roll-bytes", "4096"]);
+    let bootstrap = server.bootstrap();
+    create_topic(&bootstrap, "rolls", 1).await;
+    let mut conn = RawConn::connect(server.kafka);
+    let started = Instant::now();
+    let mut window = Instant::now();
+    let mut rates = Vec::new();
+    for i in 0..ROLLS {
+        let (code, offset) = raw_produce(&mut conn, "rolls", 0, value_batch(&value_of(i), -1, -1));
+        assert_eq!((code, offset), (0, i as i64), "produce {i}");
+        if (i + 1) % 5_000 == 0 {
+            rates.push(5_000.0 / window.elapsed().as_secs_f64());
+            window = Instant::now();
+        }
+    }
+    let elapsed = started.elapsed();
+    let (rss, hwm) = server.process.memory_kib().unwrap_or_default();
+    let data = dir_bytes(&server.data_dir());
+    eprintln!(
+        "layout: {ROLLS} rolls in {:.1} s; rolls/s per 5,000: {:?}; RSS {} MiB, peak {} MiB; data dir {:.1} MiB for {:.1} MB of records",
+        elapsed.as_secs_f64(),
+        rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
+        rss / 1024,
+        hwm / 1024,
+        data as f64 / (1 << 20) as f64,
+        (ROLLS * 5000) as f64 / 1e6,
+    );
+
+    server.process.restart();
+    let consumer = assigned_consumer(&bootstrap);
+    assign_from_beginning(&consumer, "rolls", 1);
+    let read_started = Instant::now();
+    let got = consume(&consumer, ROLLS, Duration::from_secs(600));
+    assert_eq!(
+        got.len(),
+        ROLLS,
+        "every record is read back after the restart"
+    );
+    for (i, m) in got.iter().enumerate() {
+        assert_eq!(m.offset(), i as i64);
+        assert_eq!(m.payload(), Some(&value_of(i)[..]), "record {i}");
+    }
+    let (_, hwm) = server.process.memory_kib().unwrap_or_default();
+    eprintln!(
+        "layout: read {ROLLS} records across {ROLLS} ledgers in {:.1} s after the restart; peak RSS {} MiB",
+        read_started.elapsed().as_secs_f64(),
+        hwm / 1024
+    );
+}
+
+/// 20,000 idempotent producers on one partition (unknown producer ids are accepted, as in
+/// Kafka), a crash, then more appends: duplicates of recent producers are still recognised,
+/// and what is remembered stays bounded (the oldest were forgotten and are accepted as new).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_producers_then_restart_and_produce() {
+    const PRODUCERS: i64 = 20_000;
+    const BASE: i64 = 1_000_000;
+    let mut server = Standalone::start();
+    let bootstrap = server.bootstrap();
+    create_topic(&bootstrap, "producers", 1).await;
+    let mut conn = RawConn::connect(server.kafka);
+    for p in 0..PRODUCERS {
+        let (code, offset) = raw_produce(&mut conn, "producers", 0, value_batch(b"v", BASE + p, 0));
+        assert_eq!((code, offset), (0, p), "producer {p}");
+    }
+    let check = |server: &Standalone, round: i64| {
+        let next = PRODUCERS + 2 * round;
+        let mut conn = RawConn::connect(server.kafka);
+        // The most recent producer's retry is a duplicate: answered with its offset.
+        let last = BASE + PRODUCERS - 1;
+        assert_eq!(
+            raw_produce(&mut conn, "producers", 0, value_batch(b"v", last, 0)),
+            (0, PRODUCERS - 1),
+            "a retry of the newest producer's batch is recognised"
+        );
+        // The oldest producer was forgotten (bound of 10,000): its sequence 0 is new again.
+        assert_eq!(
+            raw_produce(
+                &mut conn,
+                "producers",
+                0,
+                value_batch(b"again", BASE + round, 0)
+            ),
+            (0, next)
+        );
+        // A remembered producer continues its sequence.
+        assert_eq!(
+            raw_produce(
+                &mut conn,
+                "producers",
+                0,
+                value_batch(b"next", last - 1, 1 + round as i32)
+            ),
+            (0, next + 1)
+        );
+        let (_, hwm) = server.process.memory_kib().unwrap_or_default();
+        eprintln!("producers: peak RSS {} MiB", hwm / 1024);
+    };
+    // After a crash: producer state from the log's batch headers.
+    server.process.restart();
+    check(&server, 0);
+    // After a clean restart of a partition whose state the take-over wrote to its keys.
+    server.process.stop();
+    server.process.restart();
+    check(&server, 1);
+    let consumer = assigned_consumer(&bootstrap);
+    assign_from_beginning(&consumer, "producers", 1);
+    let total = PRODUCERS as usize + 4;
+    assert_eq!(
+        consume(&consumer, total, Duration::from_secs(120)).len(),
+        total
+    );
+}
