@@ -1,5 +1,8 @@
 //! End-to-end tests: the real `stratalog` binary, started as a child process on free loopback
-//! ports, driven by librdkafka (the `rdkafka` crate) and by raw Kafka protocol frames.
+//! ports, driven by librdkafka (the `rdkafka` crate), by raw Kafka protocol frames, and by
+//! other real clients (kcat, kafka-python, the Apache Kafka Java client, kafkajs; see
+//! clients.rs).
+mod clients;
 mod harness;
 
 mod admin;

@@ -1,0 +1,200 @@
+//! The Kafka clients other than librdkafka that the tests drive, and how they are found.
+//!
+//! - kcat and the Java and Node runtimes come from Debian packages (`.ci/run` installs them;
+//!   that needs root, so the tests never do).
+//! - kafka-python, the Apache Kafka Java client's jars and kafkajs are installed at pinned
+//!   versions under `target/test-deps/` by `tests/deps/install.sh`. The first test that needs
+//!   one runs the installer, once per test process (it is idempotent and takes a file lock,
+//!   so concurrent runs are safe); a second run is a no-op.
+//!
+//! A test whose client is still missing after that panics with the command that installs it:
+//! no test passes without the client it is about.
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const INSTALLER: &str = "tests/deps/install.sh";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/test-deps` of the target directory this test was built in (or
+/// `STRATALOG_TEST_DEPS`).
+pub fn deps_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STRATALOG_TEST_DEPS") {
+        return PathBuf::from(dir);
+    }
+    // target/debug/stratalog -> target
+    let bin = Path::new(env!("CARGO_BIN_EXE_stratalog"));
+    bin.parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("test-deps"))
+        .unwrap_or_else(|| repo().join("target/test-deps"))
+}
+
+/// Runs the installer once per process; Err holds its output if it failed.
+fn install() -> &'static Result<(), String> {
+    static INSTALL: OnceLock<Result<(), String>> = OnceLock::new();
+    INSTALL.get_or_init(|| {
+        let started = Instant::now();
+        let out = Command::new("bash")
+            .arg(repo().join(INSTALLER))
+            .env("STRATALOG_TEST_DEPS", deps_dir())
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Ok(out) => {
+                let log = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                eprintln!(
+                    "{INSTALLER} ({} ms): {}",
+                    started.elapsed().as_millis(),
+                    if log.is_empty() { "up to date" } else { &log }
+                );
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(format!("{INSTALLER} failed ({}):\n{log}", out.status))
+                }
+            }
+            Err(e) => Err(format!("could not run {INSTALLER}: {e}")),
+        }
+    })
+}
+
+fn install_report() -> String {
+    match install() {
+        Ok(()) => String::new(),
+        Err(log) => format!("\n{log}"),
+    }
+}
+
+fn runs(program: &Path, probe: &[&str]) -> bool {
+    Command::new(program)
+        .args(probe)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A program on PATH that answers `probe`, or a panic naming the Debian package.
+fn system_program(name: &str, probe: &[&str], package: &str) -> PathBuf {
+    let program = PathBuf::from(name);
+    assert!(
+        runs(&program, probe),
+        "{name} not found on PATH; install with: apt-get install -y {package} \
+         (.ci/run does this)"
+    );
+    program
+}
+
+fn missing(what: &str, hint: &str) -> ! {
+    panic!(
+        "{what} not found under {}; install with: bash {INSTALLER}{hint} \
+         (cargo test runs it by itself, as does .ci/run){}",
+        deps_dir().display(),
+        install_report()
+    )
+}
+
+/// A client program and the arguments that come before a test's own.
+pub struct Client {
+    program: PathBuf,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+impl Client {
+    /// Runs the client with `args`, feeding `stdin`; panics (with both outputs) if it fails
+    /// or outlives `timeout`. Returns its standard output.
+    pub fn run(&self, args: &[&str], stdin: &str, timeout: Duration) -> String {
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .args(args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", self.program.display()));
+        let mut input = child.stdin.take().unwrap();
+        let stdin = stdin.to_string();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(stdin.as_bytes());
+        });
+        let reader = |mut r: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = r.read_to_end(&mut buf);
+                String::from_utf8_lossy(&buf).into_owned()
+            })
+        };
+        let stdout = reader(Box::new(child.stdout.take().unwrap()));
+        let stderr = reader(Box::new(child.stderr.take().unwrap()));
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for client") {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = writer.join();
+        let stdout = stdout.join().unwrap();
+        let stderr = stderr.join().unwrap();
+        let command = format!("{} {:?} {args:?}", self.program.display(), self.args);
+        match status {
+            Some(s) if s.success() => {
+                if !stderr.is_empty() {
+                    eprintln!("---- stderr of {command} ----\n{stderr}");
+                }
+                stdout
+            }
+            Some(s) => panic!(
+                "{command} failed ({s})\n---- stdout ----\n{stdout}\n---- stderr ----\n{stderr}"
+            ),
+            None => panic!(
+                "{command} still running after {timeout:?}, killed\n---- stdout ----\n{stdout}\n\
+                 ---- stderr ----\n{stderr}"
+            ),
+        }
+    }
+}
+
+/// Debian's kcat.
+pub fn kcat() -> Client {
+    Client {
+        program: system_program("kcat", &["-V"], "kcat"),
+        args: vec![],
+        envs: vec![],
+    }
+}
+
+/// Python from `target/test-deps/venv`, with kafka-python.
+pub fn kafka_python() -> Client {
+    let _ = install();
+    let python = deps_dir().join("venv/bin/python");
+    if !runs(&python, &["-c", "import kafka"]) {
+        missing(
+            "kafka-python (venv/)",
+            " (needs python3 with venv: apt-get install -y python3-venv)",
+        );
+    }
+    Client {
+        program: python,
+        args: vec![],
+        envs: vec![],
+    }
+}
