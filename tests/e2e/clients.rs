@@ -198,3 +198,95 @@ pub fn kafka_python() -> Client {
         envs: vec![],
     }
 }
+
+fn java_level() -> String {
+    std::env::var("STRATALOG_TEST_CLIENT_LOG").unwrap_or_else(|_| "warn".into())
+}
+
+/// `java` running `tests/clients/java/JavaClients.java` (compiled once into
+/// `target/test-deps/java-classes/`) with the Kafka Java client's jars.
+pub fn java() -> Client {
+    let java = system_program("java", &["-version"], "openjdk-17-jdk-headless");
+    let javac = system_program("javac", &["-version"], "openjdk-17-jdk-headless");
+    let _ = install();
+    let jars_dir = deps_dir().join("java");
+    let mut jars: Vec<PathBuf> = std::fs::read_dir(&jars_dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jar"))
+                .collect()
+        })
+        .unwrap_or_default();
+    jars.sort();
+    if !jars.iter().any(|j| {
+        j.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("kafka-clients-"))
+    }) {
+        missing("the Kafka Java client jars (java/)", "");
+    }
+    static CLASSES: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let classes = CLASSES
+        .get_or_init(|| compile_java(&javac, &jars))
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut classpath = jars.clone();
+    classpath.push(classes.clone());
+    let classpath = std::env::join_paths(classpath).unwrap();
+    Client {
+        program: java,
+        args: vec![
+            "-cp".into(),
+            classpath.to_string_lossy().into_owned(),
+            format!(
+                "-Dlog4j2.configurationFile={}",
+                repo()
+                    .join("tests/clients/java/log4j2.properties")
+                    .display()
+            ),
+            format!("-Dkafka.log.level={}", java_level()),
+            "JavaClients".into(),
+        ],
+        envs: vec![],
+    }
+}
+
+/// Compiles JavaClients.java unless the classes of this exact source are there already.
+fn compile_java(javac: &Path, jars: &[PathBuf]) -> Result<PathBuf, String> {
+    let source_path = repo().join("tests/clients/java/JavaClients.java");
+    let source = std::fs::read(&source_path).map_err(|e| format!("{source_path:?}: {e}"))?;
+    let dir = deps_dir().join("java-classes");
+    if std::fs::read(dir.join("JavaClients.java")).is_ok_and(|s| s == source)
+        && dir.join("JavaClients.class").exists()
+    {
+        return Ok(dir);
+    }
+    let tmp = deps_dir().join(format!("java-classes.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+    let classpath = std::env::join_paths(jars).unwrap();
+    let out = Command::new(javac)
+        .arg("-cp")
+        .arg(&classpath)
+        .arg("-d")
+        .arg(&tmp)
+        .arg(&source_path)
+        .output()
+        .map_err(|e| format!("javac: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "javac {source_path:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    std::fs::write(tmp.join("JavaClients.java"), &source).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir).map_err(|e| format!("rename {tmp:?} -> {dir:?}: {e}"))?;
+    Ok(dir)
+}
+
+/// The lines of `out` that do not start with any of `skip`.
+pub fn lines_without<'a>(out: &'a str, skip: &[&str]) -> Vec<&'a str> {
+    out.lines()
+        .filter(|l| !skip.iter().any(|s| l.starts_with(s)))
+        .collect()
+}

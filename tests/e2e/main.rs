@@ -12,4 +12,5 @@ mod compat;
 mod durability;
 mod groups;
 mod idempotence;
+mod java;
 mod produce_consume;
