@@ -284,6 +284,28 @@ fn compile_java(javac: &Path, jars: &[PathBuf]) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// `node` running `tests/clients/node/kafkajs_clients.js` with kafkajs from
+/// `target/test-deps/node`.
+pub fn kafkajs() -> Client {
+    let node = system_program("node", &["--version"], "nodejs npm");
+    let _ = install();
+    let modules = deps_dir().join("node/node_modules");
+    if !modules.join("kafkajs/package.json").exists() {
+        missing(
+            "kafkajs (node/)",
+            " (needs npm: apt-get install -y nodejs npm)",
+        );
+    }
+    Client {
+        program: node,
+        args: vec![repo()
+            .join("tests/clients/node/kafkajs_clients.js")
+            .display()
+            .to_string()],
+        envs: vec![("NODE_PATH".into(), modules.display().to_string())],
+    }
+}
+
 /// The lines of `out` that do not start with any of `skip`.
 pub fn lines_without<'a>(out: &'a str, skip: &[&str]) -> Vec<&'a str> {
     out.lines()

@@ -13,4 +13,5 @@ mod durability;
 mod groups;
 mod idempotence;
 mod java;
+mod kafkajs;
 mod produce_consume;
