@@ -49,8 +49,8 @@ fn java_idempotent_producer_keys_headers_every_codec_consumed_exactly() {
 
 /// Member a alone, then b joins (a and b split the four partitions), a leaves (b takes all),
 /// b stops after exactly 550 of 600 records. The server is killed and restarted; a new
-/// member resumes from the committed offsets and gets the other 50 and 100 new ones: none
-/// lost, none repeated.
+/// member with the consumer's defaults (auto-commit) resumes from the committed offsets and
+/// gets the other 50 and 100 new ones, none lost, none repeated; closing it commits all 700.
 #[test]
 fn java_group_rebalances_and_resumes_from_committed_offsets_after_restart() {
     let java = java();
@@ -102,6 +102,7 @@ fn java_group_rebalances_and_resumes_from_committed_offsets_after_restart() {
         [
             "committed-partitions=4 committed-sum=550",
             "resumed=150 repeated=0 lost=0 unknown=0",
+            "committed-on-close-sum=700",
         ]
     );
 }

@@ -50,7 +50,8 @@ fn kafkajs_idempotent_producer_keys_headers_consumed_exactly() {
 }
 
 /// The same story as the Java test: a alone, b joins, a leaves, b stops after 550 of 600
-/// records; server restart; a new member gets exactly the other 50 and 100 new ones.
+/// records; server restart; a new member (autoCommit) gets exactly the other 50 and 100 new
+/// ones, and its commits cover all 700.
 #[test]
 fn kafkajs_group_rebalances_and_resumes_from_committed_offsets_after_restart() {
     let kafkajs = kafkajs();
@@ -100,6 +101,7 @@ fn kafkajs_group_rebalances_and_resumes_from_committed_offsets_after_restart() {
     assert_eq!(
         resumed,
         "committed-partitions=4 committed-sum=550\n\
-         resumed=150 repeated=0 lost=0 unknown=0\n"
+         resumed=150 repeated=0 lost=0 unknown=0\n\
+         committed-after-sum=700\n"
     );
 }

@@ -4,7 +4,8 @@
 //   admin                         create/describe topics, configs, cluster; partitions; delete
 //   records CODEC                 produce keyed records with headers, consume, compare exactly
 //   group-first TOPIC GROUP FILE  two members: the second joins, the first leaves; stop mid-log
-//   group-resume TOPIC GROUP FILE a new member resumes from the committed offsets
+//   group-resume TOPIC GROUP FILE a new member (consumer defaults: auto-commit) resumes from
+//                                 the committed offsets
 //
 // The producers keep the client's defaults (enable.idempotence=true, acks=all). Each scenario
 // prints "key=value" lines that the Rust test compares, and exits non-zero on any mismatch.
@@ -409,24 +410,28 @@ public class JavaClients {
         for (int i = 0; i < 100; i++) all.add("d-" + i);
         int remaining = all.size() - before.size();
 
+        // The resuming member keeps the consumer's defaults: auto-commit, which commits the
+        // position on close.
         List<String> values = new ArrayList<>();
-        Member c = new Member("member-c", topic, group, values);
         Map<Integer, Long> firstOffsets = new TreeMap<>();
-        // Records one at a time, noting the first offset seen on each partition.
-        waitUntil(remaining + " records after the restart", 60_000, () -> {
-            for (ConsumerRecord<byte[], byte[]> r : c.consumer.poll(Duration.ofMillis(100))) {
-                firstOffsets.putIfAbsent(r.partition(), r.offset());
-                values.add(str(r.value()));
-                c.processed.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
-            }
-            c.commit();
-        }, () -> values.size() >= remaining);
-        // Anything more would be a repeat.
-        long quiet = System.currentTimeMillis() + 3_000;
-        while (System.currentTimeMillis() < quiet) {
-            for (ConsumerRecord<byte[], byte[]> r : c.consumer.poll(Duration.ofMillis(200))) values.add(str(r.value()));
+        Properties props = common("java-member-c");
+        props.put("key.deserializer", ByteArrayDeserializer.class.getName());
+        props.put("value.deserializer", ByteArrayDeserializer.class.getName());
+        props.put("group.id", group);
+        try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(props)) {
+            c.subscribe(List.of(topic));
+            Runnable poll = () -> {
+                for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(100))) {
+                    firstOffsets.putIfAbsent(r.partition(), r.offset());
+                    values.add(str(r.value()));
+                }
+            };
+            waitUntil(remaining + " records after the restart", 60_000, poll, () -> values.size() >= remaining);
+            // Anything more would be a repeat.
+            long quiet = System.currentTimeMillis() + 3_000;
+            while (System.currentTimeMillis() < quiet) poll.run();
         }
-        c.consumer.close();
+        long after = committed(group).values().stream().mapToLong(Long::longValue).sum();
 
         for (Map.Entry<Integer, Long> e : firstOffsets.entrySet()) {
             Long at = committed.getOrDefault(e.getKey(), 0L);
@@ -440,5 +445,6 @@ public class JavaClients {
         lost.removeAll(seen);
         out("resumed=" + values.size() + " repeated=" + repeated + " lost=" + lost.size()
                 + " unknown=" + (seen.size() - all.size() + lost.size()));
+        out("committed-on-close-sum=" + after);
     }
 }

@@ -4,7 +4,7 @@
 //   admin                         create/describe topics, configs, cluster; partitions; delete
 //   records CODEC                 produce records with keys and headers, consume, compare exactly
 //   group-first TOPIC GROUP FILE  two members: the second joins, the first leaves; stop mid-log
-//   group-resume TOPIC GROUP FILE a new member resumes from the committed offsets
+//   group-resume TOPIC GROUP FILE a new member (autoCommit) resumes from the committed offsets
 //
 // Producers are idempotent with acks=-1 (all). Each scenario prints "key=value" lines that the
 // Rust test compares, and exits non-zero on any mismatch. kafkajs is found through NODE_PATH.
@@ -213,8 +213,9 @@ async function records(codec) {
 const PARTITIONS = 4
 
 // A group member that commits each record before taking the next, so a record counts as
-// processed only once its offset is committed.
-async function member(name, topic, group, values) {
+// processed only once its offset is committed; or, with `defaults`, one that leaves commits
+// to kafkajs (autoCommit).
+async function member(name, topic, group, values, defaults = false) {
   const consumer = kafka('kafkajs-' + name).consumer({
     groupId: group,
     sessionTimeout: 10000,
@@ -233,11 +234,11 @@ async function member(name, topic, group, values) {
   await consumer.connect()
   await consumer.subscribe({ topics: [topic], fromBeginning: true })
   consumer.run({
-    autoCommit: false,
+    autoCommit: defaults,
     eachMessage: async ({ partition, message }) => {
       if (values.length >= m.stopAt) return
       const next = (BigInt(message.offset) + 1n).toString()
-      await consumer.commitOffsets([{ topic, partition, offset: next }])
+      if (!defaults) await consumer.commitOffsets([{ topic, partition, offset: next }])
       if (!m.firstOffsets.has(partition)) m.firstOffsets.set(partition, message.offset)
       values.push(message.value.toString())
       m.count++
@@ -344,7 +345,7 @@ async function groupResume(topic, group, file) {
   const remaining = all.size - before.length
 
   const values = []
-  const m = await member('member-c', topic, group, values)
+  const m = await member('member-c', topic, group, values, true)
   await waitUntil(`${remaining} records after the restart`, 60000, () => {
     noCrash(m)
     return values.length >= remaining
@@ -366,6 +367,7 @@ async function groupResume(topic, group, file) {
   let lost = 0
   for (const v of all) if (!seen.has(v)) lost++
   out(`resumed=${values.length} repeated=${repeated} lost=${lost} unknown=${seen.size - all.size + lost}`)
+  out(`committed-after-sum=${(await committed(client, topic, group)).sum}`)
 }
 
 const scenarios = {
