@@ -1,60 +1,24 @@
 //! Other Kafka clients than the reference one: Debian's kcat (built on librdkafka 2.0.2) and
-//! kafka-python. `.ci/run` installs both; where one is missing the test says so and passes.
-use std::process::{Command, Stdio};
+//! kafka-python (pinned, in target/test-deps/venv). See clients.rs for how they are found; a
+//! missing one fails the test with the command that installs it.
+use std::time::Duration;
 
+use crate::clients::{kafka_python, kcat};
 use crate::harness::*;
 
-fn have(program: &str, probe: &[&str]) -> bool {
-    let ok = Command::new(program)
-        .args(probe)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("SKIPPED: {program} is not installed (.ci/run installs it)");
-    }
-    ok
-}
-
-fn run(program: &str, args: &[&str], stdin: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+const TIMEOUT: Duration = Duration::from_secs(120);
 
 #[test]
 fn kcat_produces_consumes_lists_and_joins_a_group() {
-    if !have("kcat", &["-V"]) {
-        return;
-    }
+    let kcat = kcat();
     let server = Standalone::start();
     let b = server.bootstrap();
-    run(
-        "kcat",
+    kcat.run(
         &["-b", &b, "-t", "kc", "-K:", "-P"],
         "k1:hello\nk2:world\n",
+        TIMEOUT,
     );
-    let out = run(
-        "kcat",
+    let out = kcat.run(
         &[
             "-b",
             &b,
@@ -68,17 +32,17 @@ fn kcat_produces_consumes_lists_and_joins_a_group() {
             "%k=%s@%o\\n",
         ],
         "",
+        TIMEOUT,
     );
     assert_eq!(out, "k1=hello@0\nk2=world@1\n");
-    let listing = run("kcat", &["-b", &b, "-L", "-t", "kc"], "");
+    let listing = kcat.run(&["-b", &b, "-L", "-t", "kc"], "", TIMEOUT);
     assert!(
         listing.contains("topic \"kc\" with 1 partitions"),
         "{listing}"
     );
-    let offsets = run("kcat", &["-b", &b, "-Q", "-t", "kc:0:0"], "");
+    let offsets = kcat.run(&["-b", &b, "-Q", "-t", "kc:0:0"], "", TIMEOUT);
     assert!(offsets.contains("offset 0"), "{offsets}");
-    let group = run(
-        "kcat",
+    let group = kcat.run(
         &[
             "-b",
             &b,
@@ -92,15 +56,14 @@ fn kcat_produces_consumes_lists_and_joins_a_group() {
             "kc",
         ],
         "",
+        TIMEOUT,
     );
     assert_eq!(group, "hello\nworld\n");
 }
 
 #[test]
 fn kafka_python_admin_producer_and_group_consumer() {
-    if !have("python3", &["-c", "import kafka"]) {
-        return;
-    }
+    let python = kafka_python();
     let server = Standalone::start();
     let script = r#"
 import sys
@@ -119,7 +82,7 @@ consumer.close()
 again = KafkaConsumer("orders", bootstrap_servers=b, group_id="billing", auto_offset_reset="earliest", consumer_timeout_ms=3000)
 print(len(values), len(list(again)))
 "#;
-    let out = run("python3", &["-c", script, &server.bootstrap()], "");
+    let out = python.run(&["-c", script, &server.bootstrap()], "", TIMEOUT);
     assert_eq!(
         out.trim(),
         "10 0",

@@ -1,5 +1,8 @@
 //! End-to-end tests: the real `stratalog` binary, started as a child process on free loopback
-//! ports, driven by librdkafka (the `rdkafka` crate) and by raw Kafka protocol frames.
+//! ports, driven by librdkafka (the `rdkafka` crate), by raw Kafka protocol frames, and by
+//! other real clients (kcat, kafka-python, the Apache Kafka Java client, kafkajs; see
+//! clients.rs).
+mod clients;
 mod harness;
 
 mod admin;
@@ -9,6 +12,8 @@ mod compat;
 mod durability;
 mod groups;
 mod idempotence;
+mod java;
+mod kafkajs;
 mod layout;
 mod produce_consume;
 mod recovery;
