@@ -17,3 +17,4 @@ mod kafkajs;
 mod layout;
 mod produce_consume;
 mod recovery;
+mod takeover;
