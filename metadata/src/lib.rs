@@ -32,6 +32,8 @@
 //!   into proposals and ReadIndex-guarded local reads.
 //! - `node.rs`: [`MetadataNode`] and [`RaftInbox`]: the `RawNode`/`Ready` loop (group
 //!   commit, apply, proposal and read completion, lease expiry, log compaction).
+//! - `shared.rs`: the request inbox and state the loop shares with the store handles (a leaf,
+//!   so `node` and `store` do not depend on each other).
 //! - `state_machine.rs`: the deterministic apply of commands: revisions, compare-and-set,
 //!   batches, lease records and their keys, snapshots of the state tree.
 //! - `lease.rs`: lease deadlines, in the leader's memory only.
@@ -48,6 +50,7 @@
 //!
 //! - `service.rs`: the RPC adapter (written with the network layer, not part of the core).
 //! - `client.rs`: the RPC client, for brokers and bookie registration.
+//! - `cluster.rs`: where cluster membership (the bookie registry) lives in the store.
 //!
 //! Tests live in `src/tests/` (node-level, real sled in temp dirs, including an in-process
 //! three-node cluster; see its `mod.rs`) and `testdata/` (data-driven state machine cases).
@@ -62,6 +65,7 @@ mod lease;
 mod logger;
 mod metrics;
 mod node;
+mod shared;
 mod state_machine;
 mod storage;
 mod store;

@@ -32,6 +32,7 @@ use crate::layout::{RAFT_TREE, SLED_DIR, STATE_TREE};
 use crate::lease::LeaseTracker;
 use crate::logger::raft_logger;
 use crate::metrics::metrics;
+use crate::shared::{Reply, Request, Shared};
 use crate::state_machine::{Applied, LeaseChange, StateMachine};
 use crate::storage::SledStorage;
 use crate::store::MetadataStore;
@@ -43,52 +44,6 @@ use crate::watch::WatchHub;
 const INBOX_CAPACITY: usize = 8192;
 /// Requests taken from the inbox per loop turn before a Ready is processed.
 const MAX_DRAIN: usize = 4096;
-
-type Reply<T> = oneshot::Sender<Result<T, MetadataError>>;
-
-pub(crate) enum Request {
-    Propose {
-        data: Vec<u8>,
-        reply: Reply<Response>,
-    },
-    /// Answered with an index; once the state machine has applied it, a local read is
-    /// linearizable.
-    ReadIndex {
-        reply: Reply<u64>,
-    },
-    Raft(Box<Message>),
-    Unreachable(u64),
-    SnapshotStatus(u64, SnapshotStatus),
-}
-
-/// State shared between the loop and the [`MetadataStore`] handles.
-pub(crate) struct Shared {
-    pub(crate) node_id: u64,
-    pub(crate) requests: mpsc::Sender<Request>,
-    pub(crate) sm: Arc<StateMachine>,
-    pub(crate) leases: LeaseTracker,
-    pub(crate) watch: WatchHub,
-    pub(crate) applied: watch::Receiver<u64>,
-    pub(crate) is_leader: AtomicBool,
-    /// Raft's idea of the leader; 0 when unknown.
-    pub(crate) leader: AtomicU64,
-    pub(crate) request_timeout: Duration,
-}
-
-impl Shared {
-    pub(crate) fn leader_hint(&self) -> Option<u64> {
-        match self.leader.load(Ordering::Acquire) {
-            0 => None,
-            id => Some(id),
-        }
-    }
-
-    pub(crate) fn not_leader(&self) -> MetadataError {
-        MetadataError::NotLeader {
-            leader: self.leader_hint(),
-        }
-    }
-}
 
 /// Where the network layer hands in raft messages from peers. Cheap to clone.
 #[derive(Clone)]

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use crate::command::{Command, Response};
 use crate::error::MetadataError;
-use crate::node::{Request, Shared};
+use crate::shared::{Request, Shared};
 use crate::types::{Event, Expect, KeyValue, LeaseId, Op, Revision};
 
 /// Longest key accepted, in bytes.

@@ -5,7 +5,16 @@
 //! batch as too large instead of exhausting memory.
 use std::io::Read;
 
-use super::record_batch::Compression;
+/// A record batch's codec (attribute bits 0-2). Defined here, the leaf module, and
+/// re-exported by `record_batch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None = 0,
+    Gzip = 1,
+    Snappy = 2,
+    Lz4 = 3,
+    Zstd = 4,
+}
 
 /// xerial snappy-java framing, used by the Java client and librdkafka: an 8-byte magic, two
 /// 4-byte versions, then blocks of `u32 length` + raw snappy.

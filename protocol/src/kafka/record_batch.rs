@@ -23,6 +23,7 @@
 //! length of -1 means null.
 use bytes::{Buf, BytesMut};
 
+pub use super::compression::Compression;
 use super::compression::{self, DecompressError};
 
 pub const HEADER_LEN: usize = 61;
@@ -53,15 +54,6 @@ impl BatchError {
             BatchError::UnsupportedCompression(_) => 76,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None = 0,
-    Gzip = 1,
-    Snappy = 2,
-    Lz4 = 3,
-    Zstd = 4,
 }
 
 /// The header fields of a validated batch.
