@@ -101,6 +101,8 @@ impl Broker {
                 max_producers: config.max_producers_per_partition,
             },
             recoveries: tokio::sync::Semaphore::new(config.recovery_concurrency),
+            ledger_ids: Default::default(),
+            ledger_id_refill: Default::default(),
         });
         refuse_legacy_layout(&metadata).await?;
         let group_config = GroupConfig {

@@ -191,3 +191,65 @@ async fn twenty_thousand_producers_then_restart_and_produce() {
         total
     );
 }
+
+/// A topic deleted while a producer keeps writing to it, then created again under the same
+/// name: the new topic starts empty (its partitions are keyed by the new topic id) and never
+/// shows a record of the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_topic_never_shows_old_records() {
+    use rdkafka::admin::AdminOptions;
+    use rdkafka::producer::FutureRecord;
+    let server = Standalone::start_with(&["--auto-create-topics", "false"]);
+    let bootstrap = server.bootstrap();
+    create_topic(&bootstrap, "again", 1).await;
+    let producer = producer(&bootstrap);
+    for i in 0..20 {
+        producer
+            .send(
+                FutureRecord::<(), String>::to("again").payload(&format!("old-{i}")),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("delivered");
+    }
+    // Keep appending while the topic is deleted; those appends may fail, none may survive.
+    let racing = {
+        let producer = producer.clone();
+        tokio::spawn(async move {
+            let mut sends = Vec::new();
+            for i in 0..100 {
+                sends.push(producer.send(
+                    FutureRecord::<(), String>::to("again").payload(&format!("racing-{i}")),
+                    Duration::from_secs(2),
+                ));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            futures::future::join_all(sends).await;
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let deleted = admin(&bootstrap)
+        .delete_topics(&["again"], &AdminOptions::new())
+        .await
+        .expect("delete_topics");
+    assert!(deleted[0].is_ok(), "{deleted:?}");
+    racing.await.unwrap();
+    create_topic(&bootstrap, "again", 1).await;
+    let fresh = crate::harness::producer(&bootstrap);
+    let delivery = fresh
+        .send(
+            FutureRecord::<(), str>::to("again").payload("new-0"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered to the new topic");
+    assert_eq!(delivery.offset, 0, "the new topic starts at offset 0");
+    let consumer = assigned_consumer(&bootstrap);
+    assign_from_beginning(&consumer, "again", 1);
+    let got = consume(&consumer, 2, Duration::from_secs(5));
+    let values: Vec<_> = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned())
+        .collect();
+    assert_eq!(values, vec!["new-0".to_string()]);
+}

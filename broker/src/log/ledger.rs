@@ -4,6 +4,7 @@
 //! takes the partition over.
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use stratalog_protocol::internal::bookie::{BookieCode, EntryData, FindBy};
@@ -23,6 +24,8 @@ pub struct BookiePool {
     metadata: MetadataClient,
     addrs: Mutex<HashMap<String, String>>,
     clients: Mutex<HashMap<String, BookieClient>>,
+    /// The last registry listing and when it was read.
+    listed: Mutex<Option<(Instant, Vec<(String, String)>)>>,
 }
 
 impl BookiePool {
@@ -31,7 +34,19 @@ impl BookiePool {
             metadata,
             addrs: Mutex::default(),
             clients: Mutex::default(),
+            listed: Mutex::default(),
         }
+    }
+
+    /// The live bookies as of at most `max_age` ago (re-reading the registry if older), so
+    /// frequent ledger rolls do not each list the registry.
+    pub async fn live(&self, max_age: Duration) -> Result<Vec<(String, String)>, ClientError> {
+        if let Some((at, live)) = self.listed.lock().as_ref() {
+            if at.elapsed() < max_age {
+                return Ok(live.clone());
+            }
+        }
+        self.refresh().await
     }
 
     /// Re-reads the bookie registry; returns the live bookies as (id, address), by id.
@@ -49,6 +64,7 @@ impl BookiePool {
             })
             .collect();
         self.addrs.lock().extend(live.iter().cloned());
+        *self.listed.lock() = Some((Instant::now(), live.clone()));
         Ok(live)
     }
 

@@ -113,6 +113,9 @@ pub struct LogContext {
     /// Take-overs running at once (each reads a bounded amount, so this bounds the memory
     /// of many partitions reopening after a crash).
     pub recoveries: Semaphore,
+    /// Ledger ids reserved but not used yet, and the lock that serialises refills.
+    pub ledger_ids: parking_lot::Mutex<std::ops::Range<u64>>,
+    pub ledger_id_refill: tokio::sync::Mutex<()>,
 }
 
 impl LogContext {
@@ -120,14 +123,24 @@ impl LogContext {
     async fn live_bookies(&self) -> Result<Vec<String>, LogError> {
         Ok(self
             .bookies
-            .refresh()
+            .live(Duration::from_secs(1))
             .await?
             .into_iter()
             .map(|(id, _)| id)
             .collect())
     }
 
+    /// A fresh ledger id. Ids are reserved from the metadata store in blocks of
+    /// [`LEDGER_ID_BLOCK`] (one compare-and-set per block, not per roll); ids of a block
+    /// left unused when the broker stops are skipped, never reused.
     async fn allocate_ledger_id(&self) -> Result<u64, LogError> {
+        if let Some(id) = self.ledger_ids.lock().next() {
+            return Ok(id);
+        }
+        let _one_refill = self.ledger_id_refill.lock().await;
+        if let Some(id) = self.ledger_ids.lock().next() {
+            return Ok(id);
+        }
         loop {
             let current = self.metadata.get(catalog::LEDGER_ID_COUNTER).await?;
             let (next, expect) = match &current {
@@ -137,23 +150,26 @@ impl LogContext {
                 ),
                 None => (1, Expect::Absent),
             };
+            let end = next + LEDGER_ID_BLOCK;
             match self
                 .metadata
-                .put(
-                    catalog::LEDGER_ID_COUNTER,
-                    (next + 1).to_bytes(),
-                    expect,
-                    None,
-                )
+                .put(catalog::LEDGER_ID_COUNTER, end.to_bytes(), expect, None)
                 .await
             {
-                Ok(_) => return Ok(next),
+                Ok(_) => {
+                    let mut block = self.ledger_ids.lock();
+                    *block = next + 1..end;
+                    return Ok(next);
+                }
                 Err(ClientError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
     }
 }
+
+/// Ledger ids reserved per compare-and-set of the counter.
+pub const LEDGER_ID_BLOCK: u64 = 64;
 
 pub struct ReadResult {
     pub batches: Vec<Bytes>,
