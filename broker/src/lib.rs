@@ -19,6 +19,8 @@
 //! - [`catalog`]: the metadata keys and values the broker reads and writes.
 //! - [`clients`]: the typed RPC client for bookies (the metadata client is
 //!   `stratalog_metadata::client`).
+//! - [`cpu_pool`]: the bounded pool that checks and decompresses produced batches off the
+//!   async workers.
 //! - [`config`], [`metrics`].
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use tracing::{info, warn};
 pub mod catalog;
 pub mod clients;
 pub mod config;
+pub mod cpu_pool;
 pub mod group;
 pub mod group_store;
 pub mod kafka;
@@ -56,6 +59,10 @@ pub struct Broker {
     pub partitions: Partitions,
     pub groups: GroupCoordinator<MetaGroupStore>,
     pub producer_ids: ProducerIds,
+    /// Batch CRC checks and decompression run here, not on the async workers.
+    pub cpu: cpu_pool::CpuPool,
+    /// Request bytes all Kafka connections may hold at once (`queued_max_request_bytes`).
+    pub request_budget: stratalog_runtime::framing::RequestBudget,
     advertised: (String, u16),
 }
 
@@ -113,6 +120,11 @@ impl Broker {
             partitions: Partitions::new(ctx),
             groups,
             producer_ids: ProducerIds::new(metadata),
+            cpu: cpu_pool::CpuPool::per_core(),
+            request_budget: stratalog_runtime::framing::RequestBudget::new(
+                config.request_budget_bytes(),
+                Some(metrics::QUEUED_REQUEST_BYTES.clone()),
+            ),
             advertised,
             config,
         });

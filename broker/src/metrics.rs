@@ -128,3 +128,40 @@ pub static PARTITIONS_OWNED: LazyLock<IntGauge> = LazyLock::new(|| {
         "partitions",
     )
 });
+pub static CONNECTIONS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    must(
+        register_int_counter_vec!(
+            "stratalog_broker_connections_refused_total",
+            "Kafka connections closed at accept, by the limit they hit",
+            &["reason"]
+        ),
+        "connections_refused",
+    )
+});
+pub static ACCEPT_PAUSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    must(
+        register_int_counter!(
+            "stratalog_broker_accept_paused_total",
+            "Times the Kafka listener stopped accepting because max_connections were open"
+        ),
+        "accept_paused",
+    )
+});
+pub static QUEUED_REQUEST_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    must(
+        register_int_gauge!(
+            "stratalog_broker_queued_request_bytes",
+            "Request bytes read from Kafka connections and not yet answered (bounded by queued_max_request_bytes)"
+        ),
+        "queued_request_bytes",
+    )
+});
+pub static BLOCKING_QUEUE: LazyLock<IntGauge> = LazyLock::new(|| {
+    must(
+        register_int_gauge!(
+            "stratalog_broker_cpu_pool_waiting",
+            "CPU-heavy tasks (batch CRC and decompression) waiting for a thread of the bounded pool"
+        ),
+        "cpu_pool_waiting",
+    )
+});
