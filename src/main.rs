@@ -125,7 +125,11 @@ struct BrokerArgs {
     retention_check_ms: Option<u64>,
     /// Close client connections idle this long, in ms; -1 never (Kafka's
     /// connections.max.idle.ms) [default: 600000].
-    #[arg(long, env = "STRATALOG_CONNECTIONS_MAX_IDLE_MS", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        env = "STRATALOG_CONNECTIONS_MAX_IDLE_MS",
+        allow_negative_numbers = true
+    )]
     connections_max_idle_ms: Option<i64>,
     /// Client connections open at once; at the cap new ones wait to be accepted (Kafka's
     /// max.connections) [default: 2147483647].
@@ -137,11 +141,19 @@ struct BrokerArgs {
     max_connections_per_ip: Option<usize>,
     /// Request bytes all client connections may hold at once; when spent, reading pauses;
     /// -1 unbounded (Kafka's queued.max.request.bytes) [default: 268435456].
-    #[arg(long, env = "STRATALOG_QUEUED_MAX_REQUEST_BYTES", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        env = "STRATALOG_QUEUED_MAX_REQUEST_BYTES",
+        allow_negative_numbers = true
+    )]
     queued_max_request_bytes: Option<i64>,
     /// Close a client connection whose request is not complete this long after it began
     /// to arrive, in ms; -1 never [default: 30000].
-    #[arg(long, env = "STRATALOG_REQUEST_READ_TIMEOUT_MS", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        env = "STRATALOG_REQUEST_READ_TIMEOUT_MS",
+        allow_negative_numbers = true
+    )]
     request_read_timeout_ms: Option<i64>,
 }
 
@@ -176,7 +188,10 @@ fn apply_broker(config: &mut Config, args: BrokerArgs) {
     set(&mut b.connections_max_idle_ms, args.connections_max_idle_ms);
     set(&mut b.max_connections, args.max_connections);
     set(&mut b.max_connections_per_ip, args.max_connections_per_ip);
-    set(&mut b.queued_max_request_bytes, args.queued_max_request_bytes);
+    set(
+        &mut b.queued_max_request_bytes,
+        args.queued_max_request_bytes,
+    );
     set(&mut b.request_read_timeout_ms, args.request_read_timeout_ms);
 }
 

@@ -168,9 +168,7 @@ impl RequestBudget {
 
     fn account(&self, delta: i64) {
         if delta >= 0 {
-            self.inner
-                .used
-                .fetch_add(delta as usize, Ordering::Relaxed);
+            self.inner.used.fetch_add(delta as usize, Ordering::Relaxed);
         } else {
             self.inner
                 .used
@@ -454,6 +452,19 @@ impl FrameReader {
         loop {
             self.read.readable().await?;
             let want = self.next_read_size();
+            if self.budget.available() < want {
+                // About to wait for the budget: first see whether the peer has gone, which
+                // costs nothing to find out. Otherwise a client that left half-way would
+                // hold its bytes until the read timeout, however short the budget.
+                let mut probe = [0u8; 1];
+                if self.read.peek(&mut probe).await? == 0 {
+                    return Err(if self.buf.is_empty() {
+                        FrameError::Closed
+                    } else {
+                        FrameError::Truncated
+                    });
+                }
+            }
             let mut charge = self.budget.charge(want).await;
             self.buf.reserve(want);
             match self.read.try_read_buf(&mut (&mut self.buf).limit(want)) {
@@ -521,7 +532,11 @@ mod tests {
             Err(FrameError::Truncated)
         ));
         assert_eq!(buf.len(), 10);
-        assert!(buf.capacity() <= 2 * RPC_FIRST_RESERVE, "{}", buf.capacity());
+        assert!(
+            buf.capacity() <= 2 * RPC_FIRST_RESERVE,
+            "{}",
+            buf.capacity()
+        );
 
         // A large frame that does arrive is read whole, across many reads.
         let size = 5 * 1024 * 1024 + 3;
@@ -533,7 +548,10 @@ mod tests {
     }
 
     /// The halves a test does not use; dropping a write half would shut it down.
-    struct Unused(#[allow(dead_code)] OwnedWriteHalf, #[allow(dead_code)] OwnedReadHalf);
+    struct Unused(
+        #[allow(dead_code)] OwnedWriteHalf,
+        #[allow(dead_code)] OwnedReadHalf,
+    );
 
     async fn pair(
         budget: &RequestBudget,
@@ -599,7 +617,10 @@ mod tests {
     async fn a_claimed_size_costs_only_the_bytes_that_arrive() {
         let budget = RequestBudget::new(Some(256 << 20), None);
         let (mut reader, mut client, _keep) = pair(&budget, limits()).await;
-        client.write_all(&(100u32 << 20).to_be_bytes()).await.unwrap();
+        client
+            .write_all(&(100u32 << 20).to_be_bytes())
+            .await
+            .unwrap();
         client.write_all(&[1; 10_000]).await.unwrap();
         drain(&mut reader).await;
         assert_eq!(reader.buffered(), 10_004);
@@ -627,16 +648,16 @@ mod tests {
     #[tokio::test]
     async fn a_spent_budget_stops_reading_until_bytes_are_released() {
         let budget = RequestBudget::new(Some(64 * 1024), None);
-        let (mut hog, mut hog_client, _keep_hog) = pair(&budget, limits()).await;
-        // Half a 1 MiB frame: the hog takes the whole budget and then waits for more.
-        let hog_writer = tokio::spawn(async move {
-            hog_client.write_all(&(1u32 << 20).to_be_bytes()).await.unwrap();
-            let _ = hog_client.write_all(&vec![0; 200 * 1024]).await;
-            hog_client
-        });
+        let (mut hog, mut hog_client, keep_hog) = pair(&budget, limits()).await;
+        // Part of a 1 MiB frame: the hog takes nearly all of the budget.
+        hog_client
+            .write_all(&(1u32 << 20).to_be_bytes())
+            .await
+            .unwrap();
+        hog_client.write_all(&[0; 65_000]).await.unwrap();
         drain(&mut hog).await;
-        assert_eq!(budget.used(), 64 * 1024);
-        assert_eq!(budget.available(), 0);
+        assert_eq!(budget.used(), 65_004);
+        assert_eq!(budget.available(), 64 * 1024 - 65_004);
 
         let (mut other, mut other_client, _keep_other) = pair(&budget, limits()).await;
         other_client.write_all(&frame(b"small")).await.unwrap();
@@ -646,9 +667,14 @@ mod tests {
                 .is_err(),
             "read past the budget"
         );
-        // The hog goes away: its bytes are released, and the small frame gets through.
+        // The hog's client goes away: although the budget is short, the hog notices, its
+        // bytes are released, and the small frame gets through.
+        drop((hog_client, keep_hog));
+        let gone = tokio::time::timeout(Duration::from_secs(20), hog.next_frame())
+            .await
+            .expect("hog sees the close");
+        assert!(matches!(gone, Err(FrameError::Truncated)), "{gone:?}");
         drop(hog);
-        hog_writer.abort();
         let small = tokio::time::timeout(Duration::from_secs(20), other.next_frame())
             .await
             .expect("frame after release")

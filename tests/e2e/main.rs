@@ -6,6 +6,7 @@ mod admin;
 mod bad_input;
 mod cluster;
 mod compat;
+mod connections;
 mod durability;
 mod groups;
 mod idempotence;

@@ -64,8 +64,12 @@ pub async fn run(
         .with_label_values(&[reason.label()])
         .inc();
     match reason {
-        Close::ClientClosed | Close::Shutdown => debug!(%peer, reason = %reason, "Kafka connection closed"),
-        Close::Frame(FrameError::Idle(_)) => info!(%peer, reason = %reason, "closing idle Kafka connection"),
+        Close::ClientClosed | Close::Shutdown => {
+            debug!(%peer, reason = %reason, "Kafka connection closed")
+        }
+        Close::Frame(FrameError::Idle(_)) => {
+            info!(%peer, reason = %reason, "closing idle Kafka connection")
+        }
         other => warn!(%peer, reason = %other, "closing Kafka connection"),
     }
 }
