@@ -4,8 +4,10 @@
 //! such batches on the workers would stall every connection.
 //!
 //! Work runs on tokio's blocking threads, at most `threads` at once; callers beyond that
-//! wait (asynchronously) for a slot, so a burst of bombs delays only the connections that
-//! sent them.
+//! wait (asynchronously) for a slot, so the async workers stay free for every other
+//! connection. The broker keeps two pools (`Broker::crc_pool` for uncompressed batches,
+//! `Broker::inflate_pool` for compressed ones), so compression bombs queue only behind each
+//! other and not in front of ordinary uncompressed produce requests.
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -13,6 +15,7 @@ use tokio::sync::Semaphore;
 use crate::metrics;
 
 pub struct CpuPool {
+    name: &'static str,
     slots: Arc<Semaphore>,
     threads: usize,
 }
@@ -22,18 +25,22 @@ pub struct CpuPool {
 pub struct TaskFailed;
 
 impl CpuPool {
-    /// A pool of `threads` (at least 1).
-    pub fn new(threads: usize) -> CpuPool {
+    /// A pool of `threads` (at least 1); `name` labels its metric.
+    pub fn new(name: &'static str, threads: usize) -> CpuPool {
         let threads = threads.max(1);
         CpuPool {
+            name,
             slots: Arc::new(Semaphore::new(threads)),
             threads,
         }
     }
 
     /// One thread per core.
-    pub fn per_core() -> CpuPool {
-        CpuPool::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    pub fn per_core(name: &'static str) -> CpuPool {
+        CpuPool::new(
+            name,
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        )
     }
 
     pub fn threads(&self) -> usize {
@@ -47,9 +54,10 @@ impl CpuPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        metrics::BLOCKING_QUEUE.inc();
+        let waiting = metrics::CPU_POOL_WAITING.with_label_values(&[self.name]);
+        waiting.inc();
         let slot = self.slots.clone().acquire_owned().await;
-        metrics::BLOCKING_QUEUE.dec();
+        waiting.dec();
         let slot = slot.map_err(|_| TaskFailed)?;
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
@@ -68,7 +76,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runs_at_most_threads_at_once_off_the_workers() {
-        let pool = Arc::new(CpuPool::new(2));
+        let pool = Arc::new(CpuPool::new("test", 2));
         let running = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();

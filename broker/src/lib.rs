@@ -59,8 +59,11 @@ pub struct Broker {
     pub partitions: Partitions,
     pub groups: GroupCoordinator<MetaGroupStore>,
     pub producer_ids: ProducerIds,
-    /// Batch CRC checks and decompression run here, not on the async workers.
-    pub cpu: cpu_pool::CpuPool,
+    /// Produced batches are checked here, not on the async workers: uncompressed ones
+    /// (CRC32C, record framing) in `crc_pool`, compressed ones (also decompression) in
+    /// `inflate_pool`, so compression bombs queue behind each other only.
+    pub crc_pool: cpu_pool::CpuPool,
+    pub inflate_pool: cpu_pool::CpuPool,
     /// Request bytes all Kafka connections may hold at once (`queued_max_request_bytes`).
     pub request_budget: stratalog_runtime::framing::RequestBudget,
     advertised: (String, u16),
@@ -120,7 +123,8 @@ impl Broker {
             partitions: Partitions::new(ctx),
             groups,
             producer_ids: ProducerIds::new(metadata),
-            cpu: cpu_pool::CpuPool::per_core(),
+            crc_pool: cpu_pool::CpuPool::per_core("crc"),
+            inflate_pool: cpu_pool::CpuPool::per_core("inflate"),
             request_budget: stratalog_runtime::framing::RequestBudget::new(
                 config.request_budget_bytes(),
                 Some(metrics::QUEUED_REQUEST_BYTES.clone()),

@@ -3,7 +3,7 @@ use std::sync::LazyLock;
 
 use prometheus::{
     register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
-    HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    register_int_gauge_vec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 fn must<T>(metric: prometheus::Result<T>, name: &str) -> T {
@@ -156,11 +156,12 @@ pub static QUEUED_REQUEST_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
         "queued_request_bytes",
     )
 });
-pub static BLOCKING_QUEUE: LazyLock<IntGauge> = LazyLock::new(|| {
+pub static CPU_POOL_WAITING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     must(
-        register_int_gauge!(
+        register_int_gauge_vec!(
             "stratalog_broker_cpu_pool_waiting",
-            "CPU-heavy tasks (batch CRC and decompression) waiting for a thread of the bounded pool"
+            "Batch checks waiting for a thread of a bounded CPU pool (crc: uncompressed, inflate: compressed batches)",
+            &["pool"]
         ),
         "cpu_pool_waiting",
     )

@@ -444,3 +444,92 @@ async fn a_spent_request_budget_pauses_reading_instead_of_failing() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A gzip batch of one record whose body inflates to `mib` MiB of zeros: concatenated gzip
+/// members of 1 MiB each, a few KiB on the wire.
+fn gzip_bomb(mib: usize) -> bytes::Bytes {
+    use flate2::write::GzEncoder;
+    let mut member = GzEncoder::new(Vec::new(), flate2::Compression::best());
+    member.write_all(&vec![0u8; 1 << 20]).unwrap();
+    let member = member.finish().unwrap();
+    let body: Vec<u8> = member
+        .iter()
+        .copied()
+        .cycle()
+        .take(member.len() * mib)
+        .collect();
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i64.to_be_bytes()); // base offset
+    b.extend_from_slice(&((49 + body.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+    b.push(2); // magic
+    b.extend_from_slice(&0u32.to_be_bytes()); // crc, below
+    b.extend_from_slice(&1i16.to_be_bytes()); // attributes: gzip
+    b.extend_from_slice(&0i32.to_be_bytes()); // last offset delta
+    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&1i32.to_be_bytes()); // records
+    b.extend_from_slice(&body);
+    let crc = crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes::Bytes::from(b)
+}
+
+/// Decompression runs on the bounded CPU pool: compression bombs (each inflating to the
+/// 128 MiB limit) are refused with INVALID_RECORD, and while they are being inflated the
+/// other clients are served. Timings are printed, not asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compression_bombs_are_refused_off_the_async_workers() {
+    const INVALID_RECORD: i16 = 87;
+    let server = Standalone::start();
+    let bootstrap = server.bootstrap();
+    create_topic(&bootstrap, "bombs", 1).await;
+    let bomb = gzip_bomb(129);
+    let started = Instant::now();
+    let bombers: Vec<_> = (0..4)
+        .map(|_| {
+            let (bomb, port) = (bomb.clone(), server.kafka);
+            std::thread::spawn(move || {
+                let mut c = RawConn::connect(port);
+                let code = raw_produce(&mut c, "bombs", 0, bomb).0;
+                (code, started.elapsed())
+            })
+        })
+        .collect();
+    // Meanwhile: other connections are answered, and a real producer gets its record in.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut other = connect(server.kafka);
+    for id in 0..10 {
+        assert!(
+            answered(&mut other, id),
+            "ApiVersions {id} during the bombs"
+        );
+    }
+    let pings = started.elapsed();
+    producer(&bootstrap)
+        .send(
+            FutureRecord::<(), str>::to("bombs")
+                .partition(0)
+                .payload("ordinary"),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("produce during the bombs");
+    let produce = started.elapsed();
+    let answers: Vec<_> = bombers.into_iter().map(|b| b.join().unwrap()).collect();
+    eprintln!(
+        "bombs: 10 ApiVersions answered after {pings:?}, an ordinary produce after \
+         {produce:?}; bomb answers {answers:?}"
+    );
+    for (code, _) in &answers {
+        assert_eq!(*code, INVALID_RECORD);
+    }
+    let consumer = assigned_consumer(&bootstrap);
+    assign_from_beginning(&consumer, "bombs", 1);
+    let got = consume(&consumer, 1, Duration::from_secs(20));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].payload(), Some(&b"ordinary"[..]));
+}
