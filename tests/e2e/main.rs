@@ -10,4 +10,5 @@ mod connections;
 mod durability;
 mod groups;
 mod idempotence;
+mod metadata_freeze;
 mod produce_consume;
