@@ -237,13 +237,18 @@ impl std::fmt::Debug for Charge {
     }
 }
 
-/// When a connection last did anything, and how many of its requests are outstanding; shared
-/// by its reader (which closes it when idle) and its writer.
+/// When a connection last did anything, and whether the broker is still preparing a
+/// response for it; shared by its reader (which closes it when idle) and its writer.
+///
+/// A connection is idle when nothing was read, no response was written and no response
+/// was being prepared for the idle timeout. A client that stops reading its responses
+/// leaves the writer stuck and so, in time, counts as idle too.
 pub struct Activity {
     epoch: Instant,
     /// Milliseconds after `epoch` of the last byte read or response written.
     last_ms: AtomicU64,
-    in_flight: AtomicUsize,
+    /// Responses whose handler is still working (a produce awaiting bookies, a long poll).
+    preparing: AtomicUsize,
 }
 
 impl Activity {
@@ -251,7 +256,7 @@ impl Activity {
         Arc::new(Activity {
             epoch: Instant::now(),
             last_ms: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
+            preparing: AtomicUsize::new(0),
         })
     }
 
@@ -265,19 +270,32 @@ impl Activity {
         self.epoch + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
     }
 
-    /// A request was read; its response is not written yet.
-    pub fn request_started(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    /// The broker started waiting for a response to be ready.
+    pub fn preparing_started(&self) {
+        self.preparing.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A request's response was written (or there is none).
-    pub fn request_finished(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    /// That response is ready.
+    pub fn preparing_finished(&self) {
+        self.preparing.fetch_sub(1, Ordering::Relaxed);
         self.touch();
     }
 
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+    pub fn preparing(&self) -> usize {
+        self.preparing.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the connection has been idle for `idle`.
+    pub async fn until_idle(&self, idle: Duration) {
+        loop {
+            tokio::time::sleep_until((self.last() + idle).into()).await;
+            if self.preparing() > 0 {
+                // Waiting for our own response is not idleness: count from now.
+                self.touch();
+            } else if self.last().elapsed() >= idle {
+                return;
+            }
+        }
     }
 }
 
@@ -286,8 +304,8 @@ impl Activity {
 pub struct FrameLimits {
     /// Largest frame accepted, without its 4-byte size.
     pub max_frame: usize,
-    /// Close the connection when nothing was read or written and no request was outstanding
-    /// for this long (`None`: never).
+    /// Close the connection when nothing was read or written and no response was being
+    /// prepared for this long (`None`: never); see [`Activity`].
     pub idle_timeout: Option<Duration>,
     /// Close the connection when a frame is not complete this long after its first byte was
     /// available (`None`: never). Time spent waiting for the budget counts too, so frames
@@ -403,18 +421,9 @@ impl FrameReader {
             return self.read_some().await;
         };
         let activity = self.activity.clone();
-        loop {
-            let deadline = activity.last() + idle;
-            tokio::select! {
-                read = self.read_some() => return read,
-                _ = tokio::time::sleep_until(deadline.into()) => {}
-            }
-            if activity.in_flight() > 0 {
-                // Waiting for our own response is not idleness: count from now.
-                activity.touch();
-            } else if activity.last().elapsed() >= idle {
-                return Err(FrameError::Idle(idle));
-            }
+        tokio::select! {
+            read = self.read_some() => read,
+            _ = activity.until_idle(idle) => Err(FrameError::Idle(idle)),
         }
     }
 
@@ -741,7 +750,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn idle_connections_close_unless_a_request_is_outstanding() {
+    async fn idle_connections_close_unless_a_response_is_being_prepared() {
         let budget = RequestBudget::new(None, None);
         let limits = FrameLimits {
             idle_timeout: Some(Duration::from_millis(200)),
@@ -750,15 +759,15 @@ mod tests {
         let (mut reader, mut client, _keep) = pair(&budget, limits).await;
         client.write_all(&frame(b"req")).await.unwrap();
         let _req = reader.next_frame().await.unwrap();
-        reader.activity.request_started();
-        // Our response is outstanding: not idle however long it takes.
+        reader.activity.preparing_started();
+        // Our response is being prepared: not idle however long it takes.
         assert!(
             tokio::time::timeout(Duration::from_millis(800), reader.next_frame())
                 .await
                 .is_err(),
-            "closed while a request was outstanding"
+            "closed while a response was being prepared"
         );
-        reader.activity.request_finished();
+        reader.activity.preparing_finished();
         let result = tokio::time::timeout(Duration::from_secs(20), reader.next_frame())
             .await
             .expect("closed for idleness");

@@ -533,3 +533,33 @@ async fn compression_bombs_are_refused_off_the_async_workers() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].payload(), Some(&b"ordinary"[..]));
 }
+
+/// A client that pipelines requests and never reads the answers leaves the broker's writer
+/// stuck; the connection still counts as idle and is closed, releasing its memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_responses_is_closed_as_idle() {
+    let server = Standalone::start_with(&["--connections-max-idle-ms", "2000"]);
+    let mut deaf = connect(server.kafka);
+    // ApiVersions answers are ~400 bytes: 40 000 of them (16 MB) overfill the socket
+    // buffers of both ends, so the broker's writer blocks.
+    let requests: Vec<u8> = (0..40_000).flat_map(api_versions).collect();
+    deaf.set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // The broker stops reading once its writer is stuck and 256 requests are queued, so
+    // this write may not finish; what it got through is enough.
+    let _ = deaf.write_all(&requests);
+    assert!(
+        wait_for_metric(
+            &server,
+            "stratalog_broker_connections_closed_total{reason=\"idle\"}",
+            1.0
+        ) >= 1.0,
+        "a connection with a stuck writer was never closed"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&server, "stratalog_broker_connections") != 0.0 {
+        assert!(Instant::now() < deadline, "connection task did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(deaf);
+}

@@ -57,7 +57,12 @@ pub async fn run(
     let (tx, rx) = mpsc::channel::<Queued>(MAX_PIPELINED);
     let writer = tokio::spawn(write_responses(write, rx, activity.clone()));
     let reason = read_requests(reader, peer, &broker, tx, &activity, shutdown).await;
-    // The writer finishes what was queued before the connection closes.
+    if matches!(reason, Close::Frame(FrameError::Idle(_))) {
+        // Idle with no response being prepared: the writer has nothing left to do, or is
+        // stuck on a client that stopped reading. Either way it stops now.
+        writer.abort();
+    }
+    // Otherwise the writer finishes what was queued before the connection closes.
     let _ = writer.await;
     metrics::CONNECTIONS.dec();
     metrics::CONNECTIONS_CLOSED
@@ -117,6 +122,7 @@ async fn read_requests(
     activity: &Activity,
     shutdown: CancellationToken,
 ) -> Close {
+    let idle = broker.config.connections_max_idle();
     loop {
         let frame = tokio::select! {
             _ = shutdown.cancelled() => return Close::Shutdown,
@@ -129,21 +135,26 @@ async fn read_requests(
             },
         };
         let started = Instant::now();
-        activity.request_started();
         let (reply, api) = match decode_and_dispatch(frame.bytes, peer, broker).await {
             Ok(done) => done,
             Err(reason) => return Close::BadRequest(reason),
         };
-        if tx
-            .send(Queued {
-                reply,
-                api,
-                started,
-                _charge: frame.charge,
-            })
-            .await
-            .is_err()
-        {
+        let queued = Queued {
+            reply,
+            api,
+            started,
+            _charge: frame.charge,
+        };
+        // A full queue behind a writer that cannot write (the client stopped reading) is
+        // idleness too.
+        let sent = match idle {
+            Some(idle) => tokio::select! {
+                sent = tx.send(queued) => sent,
+                _ = activity.until_idle(idle) => return Close::Frame(FrameError::Idle(idle)),
+            },
+            None => tx.send(queued).await,
+        };
+        if sent.is_err() {
             return Close::ClientClosed;
         }
     }
@@ -222,15 +233,21 @@ async fn write_responses(
         } = next;
         let response = match reply {
             Reply::Now(bytes) => Some(bytes),
-            Reply::Later(future) => match future.await {
-                Ok(response) => response,
-                Err(reason) => {
-                    // Unanswerable (a response we failed to encode): closing tells the client
-                    // at once instead of leaving it to time out.
-                    warn!(api, %reason, "closing Kafka connection");
-                    return;
+            Reply::Later(future) => {
+                // While the handler works the connection is not idle, however long it takes.
+                activity.preparing_started();
+                let prepared = future.await;
+                activity.preparing_finished();
+                match prepared {
+                    Ok(response) => response,
+                    Err(reason) => {
+                        // Unanswerable (a response we failed to encode): closing tells the
+                        // client at once instead of leaving it to time out.
+                        warn!(api, %reason, "closing Kafka connection");
+                        return;
+                    }
                 }
-            },
+            }
             Reply::None => None,
         };
         metrics::REQUEST_LATENCY
@@ -243,7 +260,7 @@ async fn write_responses(
         }
         // The request is answered: its bytes leave the budget and the idle clock restarts.
         drop(charge);
-        activity.request_finished();
+        activity.touch();
         // Flush only when nothing else is ready, so pipelined responses share a write.
         if rx.is_empty() && write.flush().await.is_err() {
             return;
