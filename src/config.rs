@@ -21,6 +21,11 @@
 //! kafka_listen = "127.0.0.1:9092"
 //! metadata_addr = "127.0.0.1:2379"
 //! default_partitions = 1
+//! connections_max_idle_ms = 600000    # Kafka's connections.max.idle.ms; -1 never
+//! max_connections = 2147483647        # Kafka's max.connections (accepting pauses at the cap)
+//! max_connections_per_ip = 2147483647 # Kafka's max.connections.per.ip (closed at accept)
+//! queued_max_request_bytes = 268435456 # request bytes held by all connections; -1 unbounded
+//! request_read_timeout_ms = 30000     # a request must arrive whole within this; -1 never
 //! ```
 use std::path::{Path, PathBuf};
 
@@ -127,5 +132,21 @@ mod tests {
         assert_eq!(c.broker.kafka_listen, "127.0.0.1:9092");
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert!(toml::from_str::<Config>("[broker]\nno_such_option = 1\n").is_err());
+    }
+
+    #[test]
+    fn connection_limits_from_the_file() {
+        let c: Config = toml::from_str(
+            "[broker]\nconnections_max_idle_ms = -1\nmax_connections = 1000\n\
+             max_connections_per_ip = 50\nqueued_max_request_bytes = 134217728\n\
+             request_read_timeout_ms = 5000\n",
+        )
+        .unwrap();
+        assert_eq!(c.broker.connections_max_idle(), None);
+        assert_eq!(c.broker.max_connections, 1000);
+        assert_eq!(c.broker.max_connections_per_ip, 50);
+        assert_eq!(c.broker.request_budget_bytes(), Some(128 << 20));
+        assert_eq!(c.broker.request_read_timeout_ms, 5000);
+        assert!(c.broker.validate().is_ok());
     }
 }

@@ -123,6 +123,38 @@ struct BrokerArgs {
     /// How often retention.ms is applied, in ms [default: 300000].
     #[arg(long, env = "STRATALOG_RETENTION_CHECK_MS")]
     retention_check_ms: Option<u64>,
+    /// Close client connections idle this long, in ms; -1 never (Kafka's
+    /// connections.max.idle.ms) [default: 600000].
+    #[arg(
+        long,
+        env = "STRATALOG_CONNECTIONS_MAX_IDLE_MS",
+        allow_negative_numbers = true
+    )]
+    connections_max_idle_ms: Option<i64>,
+    /// Client connections open at once; at the cap new ones wait to be accepted (Kafka's
+    /// max.connections) [default: 2147483647].
+    #[arg(long, env = "STRATALOG_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Client connections open at once from one IP address; more are closed at accept
+    /// (Kafka's max.connections.per.ip) [default: 2147483647].
+    #[arg(long, env = "STRATALOG_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
+    /// Request bytes all client connections may hold at once; when spent, reading pauses;
+    /// -1 unbounded (Kafka's queued.max.request.bytes) [default: 268435456].
+    #[arg(
+        long,
+        env = "STRATALOG_QUEUED_MAX_REQUEST_BYTES",
+        allow_negative_numbers = true
+    )]
+    queued_max_request_bytes: Option<i64>,
+    /// Close a client connection whose request is not complete this long after it began
+    /// to arrive, in ms; -1 never [default: 30000].
+    #[arg(
+        long,
+        env = "STRATALOG_REQUEST_READ_TIMEOUT_MS",
+        allow_negative_numbers = true
+    )]
+    request_read_timeout_ms: Option<i64>,
 }
 
 fn set<T>(target: &mut T, value: Option<T>) {
@@ -153,6 +185,14 @@ fn apply_broker(config: &mut Config, args: BrokerArgs) {
     set(&mut b.max_request_bytes, args.max_request_bytes);
     set(&mut b.ledger_roll_bytes, args.ledger_roll_bytes);
     set(&mut b.retention_check_ms, args.retention_check_ms);
+    set(&mut b.connections_max_idle_ms, args.connections_max_idle_ms);
+    set(&mut b.max_connections, args.max_connections);
+    set(&mut b.max_connections_per_ip, args.max_connections_per_ip);
+    set(
+        &mut b.queued_max_request_bytes,
+        args.queued_max_request_bytes,
+    );
+    set(&mut b.request_read_timeout_ms, args.request_read_timeout_ms);
 }
 
 /// glibc keeps freed memory in its arenas; after a burst of megabyte-sized buffers (produce

@@ -49,6 +49,23 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: u64,
     pub group_max_session_timeout_ms: u64,
+    /// Close a client connection after this long with nothing read or written and no
+    /// request outstanding (Kafka's connections.max.idle.ms); -1: never.
+    pub connections_max_idle_ms: i64,
+    /// Client connections open at once (Kafka's max.connections); at the cap the listener
+    /// stops accepting until one closes.
+    pub max_connections: usize,
+    /// Client connections open at once from one IP address (Kafka's
+    /// max.connections.per.ip); a connection over it is closed at accept.
+    pub max_connections_per_ip: usize,
+    /// Request bytes held by all client connections at once: read but not yet framed, or
+    /// framed and not yet answered (Kafka's queued.max.request.bytes, but bounded by
+    /// default). When spent, connections stop reading until bytes are released. -1:
+    /// unbounded.
+    pub queued_max_request_bytes: i64,
+    /// Close a client connection whose request has started to arrive but is not complete
+    /// after this long (Stratalog's own; Kafka has none); -1: never.
+    pub request_read_timeout_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -77,6 +94,11 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 0,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            connections_max_idle_ms: 600_000,
+            max_connections: i32::MAX as usize,
+            max_connections_per_ip: i32::MAX as usize,
+            queued_max_request_bytes: 256 * 1024 * 1024,
+            request_read_timeout_ms: 30_000,
         }
     }
 }
@@ -84,6 +106,25 @@ impl Default for BrokerConfig {
 impl BrokerConfig {
     pub fn ledger_roll_age(&self) -> Duration {
         Duration::from_millis(self.ledger_roll_ms)
+    }
+
+    /// `connections_max_idle_ms` as a duration; `None` for never.
+    pub fn connections_max_idle(&self) -> Option<Duration> {
+        u64::try_from(self.connections_max_idle_ms)
+            .ok()
+            .map(Duration::from_millis)
+    }
+
+    /// `request_read_timeout_ms` as a duration; `None` for never.
+    pub fn request_read_timeout(&self) -> Option<Duration> {
+        u64::try_from(self.request_read_timeout_ms)
+            .ok()
+            .map(Duration::from_millis)
+    }
+
+    /// `queued_max_request_bytes` in bytes; `None` for unbounded.
+    pub fn request_budget_bytes(&self) -> Option<usize> {
+        usize::try_from(self.queued_max_request_bytes).ok()
     }
 
     /// Checks the settings that can be wrong together, naming what to change.
@@ -123,6 +164,78 @@ impl BrokerConfig {
                 self.max_request_bytes
             ));
         }
+        for (name, value) in [
+            ("connections_max_idle_ms", self.connections_max_idle_ms),
+            ("request_read_timeout_ms", self.request_read_timeout_ms),
+        ] {
+            if value == 0 || value < -1 {
+                return Err(format!(
+                    "{name} must be -1 (never) or a positive number of milliseconds, not {value}"
+                ));
+            }
+        }
+        for (name, value) in [
+            ("max_connections", self.max_connections),
+            ("max_connections_per_ip", self.max_connections_per_ip),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        match self.queued_max_request_bytes {
+            -1 => {}
+            n if n < self.max_request_bytes as i64 => {
+                return Err(format!(
+                    "queued_max_request_bytes ({n}) must be -1 (unbounded) or at least \
+                     max_request_bytes ({}), or the largest request could never be read",
+                    self.max_request_bytes
+                ))
+            }
+            _ => {}
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_limits_are_checked() {
+        let ok = BrokerConfig::default();
+        assert!(ok.validate().is_ok());
+        assert_eq!(ok.connections_max_idle(), Some(Duration::from_secs(600)));
+        assert_eq!(ok.request_budget_bytes(), Some(256 << 20));
+        let never = BrokerConfig {
+            connections_max_idle_ms: -1,
+            request_read_timeout_ms: -1,
+            queued_max_request_bytes: -1,
+            ..BrokerConfig::default()
+        };
+        assert!(never.validate().is_ok());
+        assert_eq!(never.connections_max_idle(), None);
+        assert_eq!(never.request_read_timeout(), None);
+        assert_eq!(never.request_budget_bytes(), None);
+        for bad in [
+            BrokerConfig {
+                queued_max_request_bytes: 1 << 20,
+                ..BrokerConfig::default()
+            },
+            BrokerConfig {
+                connections_max_idle_ms: 0,
+                ..BrokerConfig::default()
+            },
+            BrokerConfig {
+                request_read_timeout_ms: -5,
+                ..BrokerConfig::default()
+            },
+            BrokerConfig {
+                max_connections_per_ip: 0,
+                ..BrokerConfig::default()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 }

@@ -12,6 +12,7 @@ use crate::catalog::ROOT;
 use crate::group::{CommittedOffset, GroupStore, PersistedGroup, StoreError};
 use stratalog_metadata::client::{ClientError, MetadataClient};
 use stratalog_metadata::{Expect, Op};
+use stratalog_protocol::internal::metadata::MetaCode;
 
 pub struct MetaGroupStore {
     metadata: MetadataClient,
@@ -50,9 +51,25 @@ fn split_key(key: &str) -> Option<(String, &str)> {
     Some((unescape(group), tail))
 }
 
+/// Classifies a metadata failure the way Kafka classifies a failed `__consumer_offsets`
+/// append, so clients retry what can succeed later: UNKNOWN_SERVER_ERROR is not retried by
+/// librdkafka, and a metadata service that is slow or briefly frozen must not end a
+/// consumer's commit or rebalance.
 fn store_error(e: ClientError) -> StoreError {
     match e {
+        // No answer in time, or no connection.
         ClientError::Rpc(e) => StoreError::Unavailable(e.to_string()),
+        // It answered that it could not decide in time, has no Raft leader, or is
+        // stopping (Kafka: a timed-out or under-replicated append, COORDINATOR_NOT_AVAILABLE).
+        e @ ClientError::Service {
+            code: MetaCode::Timeout | MetaCode::NotLeader | MetaCode::ShuttingDown,
+            ..
+        } => StoreError::Unavailable(e.to_string()),
+        // Its storage failed (Kafka: KAFKA_STORAGE_ERROR, answered as NOT_COORDINATOR).
+        e @ ClientError::Service {
+            code: MetaCode::Storage,
+            ..
+        } => StoreError::NotCoordinator(e.to_string()),
         other => StoreError::Other(other.to_string()),
     }
 }
@@ -152,6 +169,32 @@ impl GroupStore for MetaGroupStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transient_metadata_failures_are_retriable_for_clients() {
+        let service = |code| ClientError::Service {
+            code,
+            message: String::new(),
+        };
+        for code in [
+            MetaCode::Timeout,
+            MetaCode::NotLeader,
+            MetaCode::ShuttingDown,
+        ] {
+            assert!(matches!(
+                store_error(service(code)),
+                StoreError::Unavailable(_)
+            ));
+        }
+        assert!(matches!(
+            store_error(service(MetaCode::Storage)),
+            StoreError::NotCoordinator(_)
+        ));
+        assert!(matches!(
+            store_error(service(MetaCode::Other)),
+            StoreError::Other(_)
+        ));
+    }
 
     #[test]
     fn group_ids_with_slashes_survive_the_key() {

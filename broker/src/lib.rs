@@ -19,6 +19,8 @@
 //! - [`catalog`]: the metadata keys and values the broker reads and writes.
 //! - [`clients`]: the typed RPC client for bookies (the metadata client is
 //!   `stratalog_metadata::client`).
+//! - [`cpu_pool`]: the bounded pool that checks and decompresses produced batches off the
+//!   async workers.
 //! - [`config`], [`metrics`].
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use tracing::{info, warn};
 pub mod catalog;
 pub mod clients;
 pub mod config;
+pub mod cpu_pool;
 pub mod group;
 pub mod group_store;
 pub mod kafka;
@@ -56,6 +59,13 @@ pub struct Broker {
     pub partitions: Partitions,
     pub groups: GroupCoordinator<MetaGroupStore>,
     pub producer_ids: ProducerIds,
+    /// Produced batches are checked here, not on the async workers: uncompressed ones
+    /// (CRC32C, record framing) in `crc_pool`, compressed ones (also decompression) in
+    /// `inflate_pool`, so compression bombs queue behind each other only.
+    pub crc_pool: cpu_pool::CpuPool,
+    pub inflate_pool: cpu_pool::CpuPool,
+    /// Request bytes all Kafka connections may hold at once (`queued_max_request_bytes`).
+    pub request_budget: stratalog_runtime::framing::RequestBudget,
     advertised: (String, u16),
 }
 
@@ -121,6 +131,12 @@ impl Broker {
             partitions: Partitions::new(ctx),
             groups,
             producer_ids: ProducerIds::new(metadata),
+            crc_pool: cpu_pool::CpuPool::per_core("crc"),
+            inflate_pool: cpu_pool::CpuPool::per_core("inflate"),
+            request_budget: stratalog_runtime::framing::RequestBudget::new(
+                config.request_budget_bytes(),
+                Some(metrics::QUEUED_REQUEST_BYTES.clone()),
+            ),
             advertised,
             config,
         });

@@ -3,7 +3,7 @@ use std::sync::LazyLock;
 
 use prometheus::{
     register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
-    HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    register_int_gauge_vec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 fn must<T>(metric: prometheus::Result<T>, name: &str) -> T {
@@ -153,5 +153,43 @@ pub static PRODUCER_STATE_WRITES: LazyLock<IntCounter> = LazyLock::new(|| {
             "Producer state keys written or deleted in the metadata store"
         ),
         "producer_state_writes",
+    )
+});
+pub static CONNECTIONS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    must(
+        register_int_counter_vec!(
+            "stratalog_broker_connections_refused_total",
+            "Kafka connections closed at accept, by the limit they hit",
+            &["reason"]
+        ),
+        "connections_refused",
+    )
+});
+pub static ACCEPT_PAUSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    must(
+        register_int_counter!(
+            "stratalog_broker_accept_paused_total",
+            "Times the Kafka listener stopped accepting because max_connections were open"
+        ),
+        "accept_paused",
+    )
+});
+pub static QUEUED_REQUEST_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    must(
+        register_int_gauge!(
+            "stratalog_broker_queued_request_bytes",
+            "Request bytes read from Kafka connections and not yet answered (bounded by queued_max_request_bytes)"
+        ),
+        "queued_request_bytes",
+    )
+});
+pub static CPU_POOL_WAITING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    must(
+        register_int_gauge_vec!(
+            "stratalog_broker_cpu_pool_waiting",
+            "Batch checks waiting for a thread of a bounded CPU pool (crc: uncompressed, inflate: compressed batches)",
+            &["pool"]
+        ),
+        "cpu_pool_waiting",
     )
 });

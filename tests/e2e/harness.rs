@@ -74,6 +74,7 @@ impl Process {
         panic!("stratalog not ready after 60 s; log:\n{}", self.log_text());
     }
 
+    /// The running child's process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

@@ -216,10 +216,11 @@ async fn a_recreated_topic_never_shows_old_records() {
     let racing = {
         let producer = producer.clone();
         tokio::spawn(async move {
+            let payloads: Vec<String> = (0..100).map(|i| format!("racing-{i}")).collect();
             let mut sends = Vec::new();
-            for i in 0..100 {
+            for payload in &payloads {
                 sends.push(producer.send(
-                    FutureRecord::<(), String>::to("again").payload(&format!("racing-{i}")),
+                    FutureRecord::<(), String>::to("again").payload(payload),
                     Duration::from_secs(2),
                 ));
                 tokio::time::sleep(Duration::from_millis(5)).await;

@@ -36,7 +36,7 @@ async fn fifty_partitions_with_64_mib_open_ledgers_reopen_after_kill_9() {
     }
     eprintln!(
         "takeover: wrote {} MiB in {:.1} s",
-        PARTITIONS as usize * RECORDS * VALUE >> 20,
+        (PARTITIONS as usize * RECORDS * VALUE) >> 20,
         started.elapsed().as_secs_f64()
     );
     drop(producer);

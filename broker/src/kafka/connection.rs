@@ -7,19 +7,25 @@
 //! future queued for the writer, which awaits the futures one after another and writes each
 //! response as it completes. A cap on queued futures stops the reader when a client pipelines
 //! more than that.
+//!
+//! Memory: the frame reader (`stratalog_runtime::framing::FrameReader`) charges every byte it
+//! reads to the broker's request budget; a request's charge travels with it to the writer and
+//! is released once its response is written. When the budget is spent the reader stops
+//! reading. It also ends connections that stay idle (`connections_max_idle_ms`) or leave a
+//! request unfinished (`request_read_timeout_ms`).
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use stratalog_protocol::kafka::header::{self, HeaderPrefix};
-use stratalog_runtime::framing::{read_frame, FrameError};
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use stratalog_runtime::framing::{Activity, Charge, FrameError, FrameLimits, FrameReader};
+use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::handlers::{self, Reply, RequestContext};
 use super::versions;
@@ -37,27 +43,38 @@ pub async fn run(
     metrics::CONNECTIONS.inc();
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
+    let activity = Activity::new();
+    let reader = FrameReader::new(
+        read,
+        broker.request_budget.clone(),
+        FrameLimits {
+            max_frame: broker.config.max_request_bytes,
+            idle_timeout: broker.config.connections_max_idle(),
+            read_timeout: broker.config.request_read_timeout(),
+        },
+        activity.clone(),
+    );
     let (tx, rx) = mpsc::channel::<Queued>(MAX_PIPELINED);
-    let writer = tokio::spawn(write_responses(
-        BufWriter::with_capacity(256 * 1024, write),
-        rx,
-    ));
-    let reason = read_requests(
-        BufReader::with_capacity(64 * 1024, read),
-        peer,
-        &broker,
-        tx,
-        shutdown,
-    )
-    .await;
-    // The writer finishes what was queued before the connection closes.
+    let writer = tokio::spawn(write_responses(write, rx, activity.clone()));
+    let reason = read_requests(reader, peer, &broker, tx, &activity, shutdown).await;
+    if matches!(reason, Close::Frame(FrameError::Idle(_))) {
+        // Idle with no response being prepared: the writer has nothing left to do, or is
+        // stuck on a client that stopped reading. Either way it stops now.
+        writer.abort();
+    }
+    // Otherwise the writer finishes what was queued before the connection closes.
     let _ = writer.await;
     metrics::CONNECTIONS.dec();
     metrics::CONNECTIONS_CLOSED
         .with_label_values(&[reason.label()])
         .inc();
     match reason {
-        Close::ClientClosed | Close::Shutdown => debug!(%peer, "connection closed"),
+        Close::ClientClosed | Close::Shutdown => {
+            debug!(%peer, reason = %reason, "Kafka connection closed")
+        }
+        Close::Frame(FrameError::Idle(_)) => {
+            info!(%peer, reason = %reason, "closing idle Kafka connection")
+        }
         other => warn!(%peer, reason = %other, "closing Kafka connection"),
     }
 }
@@ -81,6 +98,8 @@ impl Close {
             Close::ClientClosed => "client_closed",
             Close::Shutdown => "shutdown",
             Close::Frame(FrameError::TooLarge { .. }) => "too_large",
+            Close::Frame(FrameError::Idle(_)) => "idle",
+            Close::Frame(FrameError::ReadTimeout { .. }) => "read_timeout",
             Close::Frame(_) => "framing",
             Close::BadRequest(_) => "bad_request",
         }
@@ -91,21 +110,23 @@ struct Queued {
     reply: Reply,
     api: &'static str,
     started: Instant,
+    /// The request's bytes in the request budget, released once it is answered.
+    _charge: Charge,
 }
 
 async fn read_requests(
-    mut reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    mut reader: FrameReader,
     peer: SocketAddr,
     broker: &Arc<Broker>,
     tx: mpsc::Sender<Queued>,
+    activity: &Activity,
     shutdown: CancellationToken,
 ) -> Close {
-    let mut buf = BytesMut::new();
-    let limit = broker.config.max_request_bytes;
+    let idle = broker.config.connections_max_idle();
     loop {
         let frame = tokio::select! {
             _ = shutdown.cancelled() => return Close::Shutdown,
-            frame = read_frame(&mut reader, &mut buf, limit) => match frame {
+            frame = reader.next_frame() => match frame {
                 Ok(frame) => frame,
                 Err(FrameError::Closed) => return Close::ClientClosed,
                 // Clients that exit without closing their sockets cleanly are routine.
@@ -114,19 +135,26 @@ async fn read_requests(
             },
         };
         let started = Instant::now();
-        let (reply, api) = match decode_and_dispatch(frame, peer, broker).await {
+        let (reply, api) = match decode_and_dispatch(frame.bytes, peer, broker).await {
             Ok(done) => done,
             Err(reason) => return Close::BadRequest(reason),
         };
-        if tx
-            .send(Queued {
-                reply,
-                api,
-                started,
-            })
-            .await
-            .is_err()
-        {
+        let queued = Queued {
+            reply,
+            api,
+            started,
+            _charge: frame.charge,
+        };
+        // A full queue behind a writer that cannot write (the client stopped reading) is
+        // idleness too.
+        let sent = match idle {
+            Some(idle) => tokio::select! {
+                sent = tx.send(queued) => sent,
+                _ = activity.until_idle(idle) => return Close::Frame(FrameError::Idle(idle)),
+            },
+            None => tx.send(queued).await,
+        };
+        if sent.is_err() {
             return Close::ClientClosed;
         }
     }
@@ -186,34 +214,60 @@ async fn decode_and_dispatch(
 }
 
 async fn write_responses(
-    mut write: BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    write: tokio::net::tcp::OwnedWriteHalf,
     mut rx: mpsc::Receiver<Queued>,
+    activity: Arc<Activity>,
 ) {
-    while let Some(queued) = rx.recv().await {
-        let response = match queued.reply {
+    // The buffer is allocated with the first response, so connections that never complete
+    // a request do not hold one.
+    let Some(mut next) = rx.recv().await else {
+        return;
+    };
+    let mut write = BufWriter::with_capacity(64 * 1024, write);
+    loop {
+        let Queued {
+            reply,
+            api,
+            started,
+            _charge: charge,
+        } = next;
+        let response = match reply {
             Reply::Now(bytes) => Some(bytes),
-            Reply::Later(future) => match future.await {
-                Ok(response) => response,
-                Err(reason) => {
-                    // Unanswerable (a response we failed to encode): closing tells the client
-                    // at once instead of leaving it to time out.
-                    warn!(api = queued.api, %reason, "closing Kafka connection");
-                    return;
+            Reply::Later(future) => {
+                // While the handler works the connection is not idle, however long it takes.
+                activity.preparing_started();
+                let prepared = future.await;
+                activity.preparing_finished();
+                match prepared {
+                    Ok(response) => response,
+                    Err(reason) => {
+                        // Unanswerable (a response we failed to encode): closing tells the
+                        // client at once instead of leaving it to time out.
+                        warn!(api, %reason, "closing Kafka connection");
+                        return;
+                    }
                 }
-            },
+            }
             Reply::None => None,
         };
         metrics::REQUEST_LATENCY
-            .with_label_values(&[queued.api])
-            .observe(queued.started.elapsed().as_secs_f64());
+            .with_label_values(&[api])
+            .observe(started.elapsed().as_secs_f64());
         if let Some(bytes) = response {
             if write.write_all(&bytes).await.is_err() {
                 return;
             }
         }
+        // The request is answered: its bytes leave the budget and the idle clock restarts.
+        drop(charge);
+        activity.touch();
         // Flush only when nothing else is ready, so pipelined responses share a write.
         if rx.is_empty() && write.flush().await.is_err() {
             return;
+        }
+        match rx.recv().await {
+            Some(queued) => next = queued,
+            None => break,
         }
     }
     let _ = write.flush().await;

@@ -17,6 +17,9 @@ use crate::clients::bookie::{BookieClient, BookieError};
 use stratalog_metadata::client::{ClientError, MetadataClient};
 use stratalog_metadata::cluster;
 
+/// A registry listing, (id, address) by id, and when it was read.
+type Listing = (Instant, Vec<(String, String)>);
+
 /// Connections to bookies, shared by all partitions. Ledger ensembles name bookies by id;
 /// the pool resolves ids to addresses through the bookie registry in the metadata store, so a
 /// bookie that comes back on another address still serves its ledgers.
@@ -25,7 +28,7 @@ pub struct BookiePool {
     addrs: Mutex<HashMap<String, String>>,
     clients: Mutex<HashMap<String, BookieClient>>,
     /// The last registry listing and when it was read.
-    listed: Mutex<Option<(Instant, Vec<(String, String)>)>>,
+    listed: Mutex<Option<Listing>>,
 }
 
 impl BookiePool {

@@ -1,7 +1,7 @@
 //! Produce: validate each partition's batch, append it, answer once it is durable.
 //!
 //! The first stage (runs in request order on the connection): look up the partition,
-//! validate the batch, check the producer's sequence and hand the batch to the log, which
+//! validate the batch (on a bounded CPU pool, `crate::cpu_pool`), check the producer's sequence and hand the batch to the log, which
 //! assigns its offsets. The second stage (the queued future): wait for the bookies' acks,
 //! bounded by the request's timeout. With acks=0 Kafka sends no response at all, and neither
 //! do we. acks=1 is treated like acks=all: the only copy that counts is on the bookies.
@@ -12,7 +12,7 @@ use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
-use stratalog_protocol::kafka::record_batch;
+use stratalog_protocol::kafka::record_batch::{self, Compression};
 use tokio::sync::oneshot;
 use tracing::debug;
 
@@ -133,11 +133,30 @@ async fn append(
             ),
         );
     }
-    let info = match record_batch::validate(&batch) {
-        Ok(info) => info,
-        Err(e) => {
+    // CRC32C and decompression are CPU work of up to hundreds of milliseconds (a batch may
+    // expand to 128 MiB before it is refused): the bounded pool runs them, off the async
+    // workers. Awaiting it here keeps the first stage, and so the connection's order.
+    let compressed = record_batch::peek_header(&batch)
+        .and_then(|header| header.compression())
+        .is_ok_and(|codec| !matches!(codec, Compression::None));
+    let pool = if compressed {
+        &broker.inflate_pool
+    } else {
+        &broker.crc_pool
+    };
+    let checked = batch.clone();
+    let info = match pool.run(move || record_batch::validate(&checked)).await {
+        Ok(Ok(info)) => info,
+        Ok(Err(e)) => {
             debug!(topic, partition, error = %e, "rejected batch");
             return error(partition, e.kafka_code(), e.to_string());
+        }
+        Err(e) => {
+            return error(
+                partition,
+                codes::UNKNOWN_SERVER_ERROR,
+                format!("checking the batch failed: {e}"),
+            )
         }
     };
     if info.is_transactional() || info.is_control() {
