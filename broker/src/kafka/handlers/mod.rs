@@ -157,7 +157,7 @@ pub async fn dispatch(
         }
         ApiKey::OffsetCommit => {
             let req = decode(&ctx, body)?;
-            later(ctx, async move { b.groups.offset_commit(req, v).await })
+            later(ctx, async move { groups::offset_commit(&b, req, v).await })
         }
         ApiKey::OffsetFetch => {
             let req = decode(&ctx, body)?;
