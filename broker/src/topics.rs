@@ -15,6 +15,8 @@ pub mod codes {
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     pub const INVALID_CONFIG: i16 = 40;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 }
 
@@ -102,6 +104,25 @@ impl Topics {
             .map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e))?;
         self.cache.write().insert(name.to_string(), meta.clone());
         Ok(Some(meta))
+    }
+
+    /// The topic whose Kafka topic id is `id`, with its name: from the cache, else from a
+    /// fresh listing (so a topic created by another broker is found too).
+    pub async fn by_id(&self, id: uuid::Uuid) -> Result<Option<(String, TopicMeta)>, TopicError> {
+        if id.is_nil() {
+            return Ok(None);
+        }
+        let id = *id.as_bytes();
+        let cached = self
+            .cache
+            .read()
+            .iter()
+            .find(|(_, m)| m.id == id)
+            .map(|(n, m)| (n.clone(), m.clone()));
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        Ok(self.list().await?.into_iter().find(|(_, m)| m.id == id))
     }
 
     /// Every topic, sorted by name, read from the metadata store.

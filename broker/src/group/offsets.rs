@@ -243,8 +243,7 @@ impl<S: GroupStore> Inner<S> {
                 let metadata = p.committed_metadata.as_ref().map(|m| m.as_str());
                 if let Some(c) = rejected_at(codes.len()) {
                     codes.push(Some(c));
-                } else if metadata
-                    .is_some_and(|m| m.len() > self.config.max_offset_metadata_bytes)
+                } else if metadata.is_some_and(|m| m.len() > self.config.max_offset_metadata_bytes)
                 {
                     codes.push(Some(code::OFFSET_METADATA_TOO_LARGE));
                 } else {

@@ -2,9 +2,9 @@
 //! themselves go to [`crate::group::GroupCoordinator`]; OffsetCommit first refuses
 //! partitions of topics that do not exist, as Kafka does before its coordinator.
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
-use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
 use kafka_protocol::messages::BrokerId;
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::s;
 use crate::topics::codes;
