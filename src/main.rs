@@ -123,6 +123,14 @@ struct BrokerArgs {
     /// How often retention.ms is applied, in ms [default: 300000].
     #[arg(long, env = "STRATALOG_RETENTION_CHECK_MS")]
     retention_check_ms: Option<u64>,
+    /// Most partitions per topic; CreateTopics/CreatePartitions past it get
+    /// INVALID_PARTITIONS [default: 10000].
+    #[arg(long, env = "STRATALOG_MAX_PARTITIONS_PER_TOPIC")]
+    max_partitions_per_topic: Option<i32>,
+    /// How long a new group's first rebalance waits for more members, in ms (Kafka's
+    /// group.initial.rebalance.delay.ms) [default: 3000].
+    #[arg(long, env = "STRATALOG_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    group_initial_rebalance_delay_ms: Option<u64>,
 }
 
 fn set<T>(target: &mut T, value: Option<T>) {
@@ -153,6 +161,11 @@ fn apply_broker(config: &mut Config, args: BrokerArgs) {
     set(&mut b.max_request_bytes, args.max_request_bytes);
     set(&mut b.ledger_roll_bytes, args.ledger_roll_bytes);
     set(&mut b.retention_check_ms, args.retention_check_ms);
+    set(&mut b.max_partitions_per_topic, args.max_partitions_per_topic);
+    set(
+        &mut b.group_initial_rebalance_delay_ms,
+        args.group_initial_rebalance_delay_ms,
+    );
 }
 
 /// glibc keeps freed memory in its arenas; after a burst of megabyte-sized buffers (produce

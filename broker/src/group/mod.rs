@@ -81,8 +81,8 @@ pub struct GroupConfig {
     /// Largest session timeout (`group.max.session.timeout.ms`, 30 min).
     pub max_session_timeout: Duration,
     /// How long the first rebalance of an empty group waits for more members
-    /// (`group.initial.rebalance.delay.ms`; Kafka's default is 3 s, ours 0 for fast
-    /// standalone use).
+    /// (`group.initial.rebalance.delay.ms`, 3 s as in Kafka: members that start together
+    /// land in one generation instead of a rebalance per arrival).
     pub initial_rebalance_delay: Duration,
     /// How long offsets are kept (`offsets.retention.minutes`, 7 days); `None` keeps them
     /// until the group is deleted.
@@ -102,7 +102,7 @@ impl Default for GroupConfig {
         GroupConfig {
             min_session_timeout: Duration::from_secs(6),
             max_session_timeout: Duration::from_secs(30 * 60),
-            initial_rebalance_delay: Duration::ZERO,
+            initial_rebalance_delay: Duration::from_secs(3),
             offsets_retention: Some(Duration::from_secs(7 * 24 * 3600)),
             offsets_retention_check_interval: Duration::from_secs(600),
             new_member_join_timeout: Duration::from_secs(300),

@@ -15,7 +15,7 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
 };
-use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::{BrokerId, TopicName};
 use tracing::info;
 
 use super::s;
@@ -24,6 +24,7 @@ use crate::topics::{codes, TOPIC_CONFIG_DEFAULTS};
 use crate::Broker;
 
 const INVALID_REQUEST: i16 = 42;
+const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const UNKNOWN_TOPIC_ID: i16 = 100;
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -36,28 +37,48 @@ pub async fn create_topics(broker: &Broker, req: CreateTopicsRequest) -> CreateT
     for topic in req.topics {
         let name = topic.name.to_string();
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
-        let partitions = if topic.num_partitions == -1 {
+        let fail = |code: i16, message: String| {
+            result
+                .clone()
+                .with_error_code(code)
+                .with_error_message(Some(s(message)))
+        };
+        let partitions = if !topic.assignments.is_empty() {
+            // Kafka: a manual assignment replaces both counts, which must be -1.
+            if topic.replication_factor != -1 || topic.num_partitions != -1 {
+                results.push(fail(
+                    INVALID_REQUEST,
+                    "a manual partition assignment was specified, but num_partitions or \
+                     replication_factor was not -1"
+                        .into(),
+                ));
+                continue;
+            }
+            let indexes: Vec<i32> = topic.assignments.iter().map(|a| a.partition_index).collect();
+            let replicas: Vec<&[BrokerId]> =
+                topic.assignments.iter().map(|a| &a.broker_ids[..]).collect();
+            match validate_assignment(broker, &indexes, &replicas, None) {
+                Ok(()) => topic.assignments.len() as i32,
+                Err(message) => {
+                    results.push(fail(INVALID_REPLICA_ASSIGNMENT, message));
+                    continue;
+                }
+            }
+        } else if topic.replication_factor == 0 || topic.replication_factor < -1 {
+            // Replication is the bookie quorum's job, so any factor is accepted and reported
+            // as 1 copy per broker; only nonsense values are refused.
+            results.push(fail(
+                codes::INVALID_REPLICATION_FACTOR,
+                format!("replication factor {} is invalid", topic.replication_factor),
+            ));
+            continue;
+        } else if topic.num_partitions == -1 {
             broker.config.default_partitions
         } else {
             topic.num_partitions
         };
-        // Replication is the bookie quorum's job, so any factor is accepted and reported as 1
-        // copy per broker; only nonsense values are refused.
-        if topic.replication_factor == 0 || topic.replication_factor < -1 {
-            results.push(
-                result
-                    .with_error_code(codes::INVALID_REPLICATION_FACTOR)
-                    .with_error_message(Some(s(format!(
-                        "replication factor {} is invalid",
-                        topic.replication_factor
-                    )))),
-            );
-            continue;
-        }
-        if !topic.assignments.is_empty() {
-            results.push(result.with_error_code(INVALID_REQUEST).with_error_message(Some(s(
-                "manual replica assignments are not supported: brokers are stateless and every broker serves every partition",
-            ))));
+        if let Err(message) = check_partition_count(broker, partitions) {
+            results.push(fail(codes::INVALID_PARTITIONS, message));
             continue;
         }
         let configs = topic
@@ -105,6 +126,72 @@ pub async fn create_topics(broker: &Broker, req: CreateTopicsRequest) -> CreateT
         }
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// Kafka's checks of a manual replica assignment: partitions `0..n` each once, a non-empty
+/// list of registered brokers without repeats, the same replica count everywhere (and
+/// `replicas_each` if given). An assignment here names brokers, not storage: every broker
+/// serves every partition and the data's copies are the bookie ensemble's, so a valid
+/// assignment changes nothing but is accepted, as Kafka accepts it.
+fn validate_assignment(
+    broker: &Broker,
+    indexes: &[i32],
+    replicas: &[&[BrokerId]],
+    replicas_each: Option<usize>,
+) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for &index in indexes {
+        if !seen.insert(index) {
+            return Err(format!(
+                "found multiple manual partition assignments for partition {index}"
+            ));
+        }
+    }
+    if indexes.iter().any(|&i| i < 0 || i as usize >= indexes.len()) {
+        return Err("partitions should be a consecutive 0-based integer sequence".into());
+    }
+    let mut expected = replicas_each;
+    for list in replicas {
+        if list.is_empty() {
+            return Err("the manual partition assignment includes an empty replica list".into());
+        }
+        let mut ids: Vec<i32> = list.iter().map(|b| b.0).collect();
+        ids.sort_unstable();
+        if let Some(unknown) = ids.iter().find(|&&id| id != broker.config.node_id) {
+            return Err(format!(
+                "the manual partition assignment includes broker {unknown}, but no such broker is registered"
+            ));
+        }
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(format!(
+                "the manual partition assignment includes broker {} more than once",
+                ids[0]
+            ));
+        }
+        match expected {
+            Some(n) if n != ids.len() => {
+                return Err(format!(
+                    "the manual partition assignment includes a partition with {} replica(s), \
+                     but other partitions have {n}",
+                    ids.len()
+                ))
+            }
+            _ => expected = Some(ids.len()),
+        }
+    }
+    Ok(())
+}
+
+/// The partition-count bound (`broker.max_partitions_per_topic`): every partition is in every
+/// Metadata answer and has its own managed ledger, so absurd counts are refused up front.
+fn check_partition_count(broker: &Broker, partitions: i32) -> Result<(), String> {
+    let max = broker.config.max_partitions_per_topic;
+    if partitions > max {
+        return Err(format!(
+            "{partitions} partitions exceed the limit of {max} per topic (broker setting max_partitions_per_topic)"
+        ));
+    }
+    Ok(())
 }
 
 /// The effective configs of a topic: (name, value, source).
@@ -182,6 +269,42 @@ pub async fn create_partitions(
     let mut results = Vec::new();
     for topic in req.topics {
         let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        let fail = |code: i16, message: String| {
+            result
+                .clone()
+                .with_error_code(code)
+                .with_error_message(Some(s(message)))
+        };
+        if let Err(message) = check_partition_count(broker, topic.count) {
+            results.push(fail(codes::INVALID_PARTITIONS, message));
+            continue;
+        }
+        if let Some(assignments) = &topic.assignments {
+            let current = match broker.topics.get(&topic.name).await {
+                Ok(Some(meta)) => meta.partitions,
+                // set_partitions below reports the missing topic or the store error.
+                _ => 0,
+            };
+            let added = topic.count.saturating_sub(current).max(0) as usize;
+            if current > 0 && topic.count > current && assignments.len() != added {
+                results.push(fail(
+                    INVALID_REPLICA_ASSIGNMENT,
+                    format!(
+                        "attempted to add {added} partition(s), but {} assignment(s) were specified",
+                        assignments.len()
+                    ),
+                ));
+                continue;
+            }
+            let indexes: Vec<i32> = (0..assignments.len() as i32).collect();
+            let replicas: Vec<&[BrokerId]> =
+                assignments.iter().map(|a| &a.broker_ids[..]).collect();
+            // Existing partitions report one replica, so new ones must have one too.
+            if let Err(message) = validate_assignment(broker, &indexes, &replicas, Some(1)) {
+                results.push(fail(INVALID_REPLICA_ASSIGNMENT, message));
+                continue;
+            }
+        }
         match broker
             .topics
             .set_partitions(&topic.name, topic.count, req.validate_only)
