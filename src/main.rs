@@ -161,7 +161,10 @@ fn apply_broker(config: &mut Config, args: BrokerArgs) {
     set(&mut b.max_request_bytes, args.max_request_bytes);
     set(&mut b.ledger_roll_bytes, args.ledger_roll_bytes);
     set(&mut b.retention_check_ms, args.retention_check_ms);
-    set(&mut b.max_partitions_per_topic, args.max_partitions_per_topic);
+    set(
+        &mut b.max_partitions_per_topic,
+        args.max_partitions_per_topic,
+    );
     set(
         &mut b.group_initial_rebalance_delay_ms,
         args.group_initial_rebalance_delay_ms,

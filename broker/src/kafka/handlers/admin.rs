@@ -54,9 +54,16 @@ pub async fn create_topics(broker: &Broker, req: CreateTopicsRequest) -> CreateT
                 ));
                 continue;
             }
-            let indexes: Vec<i32> = topic.assignments.iter().map(|a| a.partition_index).collect();
-            let replicas: Vec<&[BrokerId]> =
-                topic.assignments.iter().map(|a| &a.broker_ids[..]).collect();
+            let indexes: Vec<i32> = topic
+                .assignments
+                .iter()
+                .map(|a| a.partition_index)
+                .collect();
+            let replicas: Vec<&[BrokerId]> = topic
+                .assignments
+                .iter()
+                .map(|a| &a.broker_ids[..])
+                .collect();
             match validate_assignment(broker, &indexes, &replicas, None) {
                 Ok(()) => topic.assignments.len() as i32,
                 Err(message) => {
@@ -147,7 +154,10 @@ fn validate_assignment(
             ));
         }
     }
-    if indexes.iter().any(|&i| i < 0 || i as usize >= indexes.len()) {
+    if indexes
+        .iter()
+        .any(|&i| i < 0 || i as usize >= indexes.len())
+    {
         return Err("partitions should be a consecutive 0-based integer sequence".into());
     }
     let mut expected = replicas_each;
