@@ -511,7 +511,7 @@ fn topics_by_id_in_metadata_and_fetch() {
     let server = Standalone::start();
     let mut c = RawConn::connect(server.kafka);
     let versions: ApiVersionsResponse =
-        c.request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+        c.request(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default());
     let max = |key: ApiKey| {
         versions
             .api_keys
