@@ -91,8 +91,11 @@ fn varint(out: &mut Vec<u8>, v: i64) {
     out.push(z as u8);
 }
 
-/// A RecordBatch v2 of uncompressed records `(key, value, timestamp)`.
-fn batch(records: &[(Option<&[u8]>, &[u8], i64)]) -> Bytes {
+/// One record: key, value, timestamp.
+type Record<'a> = (Option<&'a [u8]>, &'a [u8], i64);
+
+/// A RecordBatch v2 of uncompressed records.
+fn batch(records: &[Record]) -> Bytes {
     let base_ts = records[0].2;
     let max_ts = records.iter().map(|r| r.2).max().unwrap();
     let mut body = Vec::new();
@@ -770,7 +773,7 @@ fn members_joining_together_share_the_first_generation() {
             joined.members.len(),
         )
     };
-    let a = std::thread::spawn(join.clone());
+    let a = std::thread::spawn(join);
     std::thread::sleep(Duration::from_millis(500));
     let b = std::thread::spawn(join);
     let (a, b) = (a.join().unwrap(), b.join().unwrap());

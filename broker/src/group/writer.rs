@@ -20,6 +20,7 @@ const MAX_MERGED_COMMITS: usize = 512;
 /// this many offsets, and one commit of more partitions is written in several calls, in
 /// order (see `Inner::drain`).
 pub(crate) const MAX_OFFSETS_PER_WRITE: usize = 1024;
+const _: () = assert!(MAX_OFFSETS_PER_WRITE <= stratalog_metadata::MAX_BATCH_OPS);
 
 pub(crate) type Done = oneshot::Sender<Result<(), StoreError>>;
 
@@ -124,11 +125,6 @@ mod tests {
             })
             .collect();
         (WriteOp::Commit { offsets, done }, rx)
-    }
-
-    #[test]
-    fn one_store_call_stays_within_the_metadata_batch_limit() {
-        assert!(MAX_OFFSETS_PER_WRITE <= stratalog_metadata::MAX_BATCH_OPS);
     }
 
     #[test]
