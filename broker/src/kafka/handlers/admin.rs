@@ -64,7 +64,7 @@ pub async fn create_topics(broker: &Broker, req: CreateTopicsRequest) -> CreateT
                 .iter()
                 .map(|a| &a.broker_ids[..])
                 .collect();
-            match validate_assignment(broker, &indexes, &replicas, None) {
+            match validate_assignment(broker.config.node_id, &indexes, &replicas, None) {
                 Ok(()) => topic.assignments.len() as i32,
                 Err(message) => {
                     results.push(fail(INVALID_REPLICA_ASSIGNMENT, message));
@@ -141,7 +141,7 @@ pub async fn create_topics(broker: &Broker, req: CreateTopicsRequest) -> CreateT
 /// serves every partition and the data's copies are the bookie ensemble's, so a valid
 /// assignment changes nothing but is accepted, as Kafka accepts it.
 fn validate_assignment(
-    broker: &Broker,
+    node_id: i32,
     indexes: &[i32],
     replicas: &[&[BrokerId]],
     replicas_each: Option<usize>,
@@ -167,7 +167,7 @@ fn validate_assignment(
         }
         let mut ids: Vec<i32> = list.iter().map(|b| b.0).collect();
         ids.sort_unstable();
-        if let Some(unknown) = ids.iter().find(|&&id| id != broker.config.node_id) {
+        if let Some(unknown) = ids.iter().find(|&&id| id != node_id) {
             return Err(format!(
                 "the manual partition assignment includes broker {unknown}, but no such broker is registered"
             ));
@@ -310,7 +310,9 @@ pub async fn create_partitions(
             let replicas: Vec<&[BrokerId]> =
                 assignments.iter().map(|a| &a.broker_ids[..]).collect();
             // Existing partitions report one replica, so new ones must have one too.
-            if let Err(message) = validate_assignment(broker, &indexes, &replicas, Some(1)) {
+            if let Err(message) =
+                validate_assignment(broker.config.node_id, &indexes, &replicas, Some(1))
+            {
                 results.push(fail(INVALID_REPLICA_ASSIGNMENT, message));
                 continue;
             }
@@ -423,4 +425,38 @@ fn broker_configs(broker: &Broker) -> Vec<(String, String, i8)> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v, SOURCE_DEFAULT))
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(indexes: &[i32], replicas: &[&[i32]], each: Option<usize>) -> Result<(), String> {
+        let lists: Vec<Vec<BrokerId>> = replicas
+            .iter()
+            .map(|r| r.iter().map(|&b| BrokerId(b)).collect())
+            .collect();
+        let lists: Vec<&[BrokerId]> = lists.iter().map(|l| &l[..]).collect();
+        validate_assignment(3, indexes, &lists, each)
+    }
+
+    #[test]
+    fn replica_assignments_follow_kafkas_rules() {
+        assert!(check(&[0, 1], &[&[3], &[3]], None).is_ok());
+        assert!(check(&[1, 0], &[&[3], &[3]], None).is_ok(), "any order");
+        assert!(check(&[0, 0], &[&[3], &[3]], None)
+            .unwrap_err()
+            .contains("multiple"));
+        assert!(check(&[0, 2], &[&[3], &[3]], None)
+            .unwrap_err()
+            .contains("consecutive"));
+        assert!(check(&[0], &[&[]], None).unwrap_err().contains("empty"));
+        assert!(check(&[0], &[&[4]], None).unwrap_err().contains("broker 4"));
+        assert!(check(&[0], &[&[3, 3]], None)
+            .unwrap_err()
+            .contains("more than once"));
+        assert!(check(&[0], &[&[3]], Some(2))
+            .unwrap_err()
+            .contains("replica(s)"));
+    }
 }
