@@ -782,3 +782,70 @@ fn members_joining_together_share_the_first_generation() {
     assert_eq!(a.2, b.2, "one leader");
     assert_eq!(a.3 + b.3, 2, "the leader sees both members");
 }
+
+/// librdkafka 0011 turns compaction on and off with IncrementalAlterConfigs APPEND and
+/// SUBTRACT of `cleanup.policy`.
+#[test]
+fn incremental_alter_configs_turns_compaction_on_and_off() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    const INVALID_CONFIG: i16 = 40;
+    let server = Standalone::start();
+    let mut c = RawConn::connect(server.kafka);
+    assert_eq!(create(&mut c, vec![new_topic("toggled", 1)]), vec![0]);
+    let alter = |c: &mut RawConn, topic: &str, name: &'static str, op: i8, value: &'static str| {
+        let resp: IncrementalAlterConfigsResponse = c.request(
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            &IncrementalAlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_string(topic.to_string()))
+                    .with_configs(vec![AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str(name))
+                        .with_config_operation(op)
+                        .with_value(Some(StrBytes::from_static_str(value)))]),
+            ]),
+        );
+        resp.responses[0].error_code
+    };
+    let policy = |c: &mut RawConn| {
+        let resp: DescribeConfigsResponse = c.request(
+            ApiKey::DescribeConfigs,
+            4,
+            &DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("toggled"))
+                    .with_configuration_keys(Some(vec![StrBytes::from_static_str(
+                        "cleanup.policy",
+                    )])),
+            ]),
+        );
+        resp.results[0].configs[0]
+            .value
+            .as_ref()
+            .map(|v| v.as_str().to_string())
+    };
+    let keyless = || batch(&[(Some(b"k"), b"a", 1), (None, b"b", 2)]);
+    assert_eq!(produce_ok(&mut c, "toggled", 0, keyless()), 0);
+    assert_eq!(alter(&mut c, "toggled", "cleanup.policy", 2, "compact"), 0);
+    assert_eq!(policy(&mut c).as_deref(), Some("delete,compact"));
+    assert_eq!(
+        raw_produce(&mut c, "toggled", 0, keyless()).0,
+        INVALID_RECORD
+    );
+    assert_eq!(alter(&mut c, "toggled", "cleanup.policy", 3, "compact"), 0);
+    assert_eq!(policy(&mut c).as_deref(), Some("delete"));
+    assert_eq!(produce_ok(&mut c, "toggled", 0, keyless()), 2);
+    assert_eq!(
+        alter(&mut c, "toggled", "no.such.config", 0, "1"),
+        INVALID_CONFIG
+    );
+    assert_eq!(
+        alter(&mut c, "no-such-topic", "retention.ms", 0, "1"),
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
+}

@@ -1,4 +1,5 @@
-//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs.
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
+//! IncrementalAlterConfigs (topic configs; broker settings are read-only).
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
 use kafka_protocol::messages::create_partitions_response::{
     CreatePartitionsResponse, CreatePartitionsTopicResult,
@@ -15,12 +16,18 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
 };
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterableConfig, IncrementalAlterConfigsRequest,
+};
+use kafka_protocol::messages::incremental_alter_configs_response::{
+    AlterConfigsResourceResponse, IncrementalAlterConfigsResponse,
+};
 use kafka_protocol::messages::{BrokerId, TopicName};
 use tracing::info;
 
 use super::s;
 use crate::catalog::{ConfigEntry, TopicMeta};
-use crate::topics::{codes, TOPIC_CONFIG_DEFAULTS};
+use crate::topics::{codes, TopicError, TOPIC_CONFIG_DEFAULTS};
 use crate::Broker;
 
 const INVALID_REQUEST: i16 = 42;
@@ -399,6 +406,122 @@ pub async fn describe_configs(
     DescribeConfigsResponse::default().with_results(results)
 }
 
+/// IncrementalAlterConfigs operations.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+/// Topic configs whose value is a comma-separated list (APPEND and SUBTRACT apply).
+const LIST_CONFIGS: &[&str] = &["cleanup.policy"];
+
+pub async fn incremental_alter_configs(
+    broker: &Broker,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::new();
+    for resource in req.resources {
+        let response = AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        let result = match resource.resource_type {
+            RESOURCE_TOPIC => {
+                let ops = resource.configs;
+                broker
+                    .topics
+                    .update_configs(
+                        resource.resource_name.as_str(),
+                        |configs| apply_config_ops(configs, &ops),
+                        req.validate_only,
+                    )
+                    .await
+            }
+            RESOURCE_BROKER => Err(TopicError::new(
+                codes::INVALID_CONFIG,
+                "broker settings are read-only: set them in the configuration file",
+            )),
+            other => Err(TopicError::new(
+                INVALID_REQUEST,
+                format!("resource type {other} is not supported (topics: 2)"),
+            )),
+        };
+        responses.push(match result {
+            Ok(()) => response,
+            Err(e) => response
+                .with_error_code(e.code)
+                .with_error_message(Some(s(e.message))),
+        });
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Applies SET / DELETE / APPEND / SUBTRACT to a topic's overrides. A list config that is
+/// not overridden starts from its default.
+fn apply_config_ops(
+    configs: &mut Vec<ConfigEntry>,
+    ops: &[AlterableConfig],
+) -> Result<(), TopicError> {
+    for op in ops {
+        let name = op.name.as_str();
+        let value = op.value.as_ref().map(|v| v.as_str());
+        let current = configs
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.value.clone())
+            .or_else(|| {
+                TOPIC_CONFIG_DEFAULTS
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, d)| d.to_string())
+            });
+        let new_value = match op.config_operation {
+            OP_SET => Some(value.map(str::to_string).ok_or_else(|| {
+                TopicError::new(INVALID_REQUEST, format!("null value for {name}"))
+            })?),
+            OP_DELETE => None,
+            OP_APPEND | OP_SUBTRACT => {
+                if !LIST_CONFIGS.contains(&name) {
+                    return Err(TopicError::new(
+                        codes::INVALID_CONFIG,
+                        format!("{name} is not a list: APPEND and SUBTRACT do not apply"),
+                    ));
+                }
+                let split = |v: &str| -> Vec<String> {
+                    v.split(',')
+                        .map(|x| x.trim().to_string())
+                        .filter(|x| !x.is_empty())
+                        .collect()
+                };
+                let mut list = split(current.as_deref().unwrap_or_default());
+                let given = split(value.unwrap_or_default());
+                if op.config_operation == OP_APPEND {
+                    for v in given {
+                        if !list.contains(&v) {
+                            list.push(v);
+                        }
+                    }
+                } else {
+                    list.retain(|v| !given.contains(v));
+                }
+                Some(list.join(","))
+            }
+            other => {
+                return Err(TopicError::new(
+                    INVALID_REQUEST,
+                    format!("unknown config operation {other} for {name}"),
+                ))
+            }
+        };
+        configs.retain(|c| c.name != name);
+        if let Some(value) = new_value {
+            configs.push(ConfigEntry {
+                name: name.to_string(),
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
 fn broker_configs(broker: &Broker) -> Vec<(String, String, i8)> {
     let c = &broker.config;
     [
@@ -430,6 +553,51 @@ fn broker_configs(broker: &Broker) -> Vec<(String, String, i8)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    fn op(name: &'static str, operation: i8, value: Option<&'static str>) -> AlterableConfig {
+        AlterableConfig::default()
+            .with_name(StrBytes::from_static_str(name))
+            .with_config_operation(operation)
+            .with_value(value.map(StrBytes::from_static_str))
+    }
+
+    #[test]
+    fn config_operations_set_delete_append_subtract() {
+        let mut configs = Vec::new();
+        let value = |configs: &Vec<ConfigEntry>, name: &str| {
+            configs
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.value.clone())
+        };
+        apply_config_ops(
+            &mut configs,
+            &[op("cleanup.policy", OP_APPEND, Some("compact"))],
+        )
+        .unwrap();
+        assert_eq!(
+            value(&configs, "cleanup.policy").as_deref(),
+            Some("delete,compact")
+        );
+        apply_config_ops(
+            &mut configs,
+            &[op("cleanup.policy", OP_SUBTRACT, Some("delete"))],
+        )
+        .unwrap();
+        assert_eq!(
+            value(&configs, "cleanup.policy").as_deref(),
+            Some("compact")
+        );
+        apply_config_ops(&mut configs, &[op("retention.ms", OP_SET, Some("1000"))]).unwrap();
+        assert_eq!(value(&configs, "retention.ms").as_deref(), Some("1000"));
+        apply_config_ops(&mut configs, &[op("retention.ms", OP_DELETE, None)]).unwrap();
+        assert_eq!(value(&configs, "retention.ms"), None);
+        let err = apply_config_ops(&mut configs, &[op("retention.ms", OP_APPEND, Some("1"))]);
+        assert_eq!(err.unwrap_err().code, codes::INVALID_CONFIG);
+        let err = apply_config_ops(&mut configs, &[op("retention.ms", 9, Some("1"))]);
+        assert_eq!(err.unwrap_err().code, INVALID_REQUEST);
+    }
 
     fn check(indexes: &[i32], replicas: &[&[i32]], each: Option<usize>) -> Result<(), String> {
         let lists: Vec<Vec<BrokerId>> = replicas

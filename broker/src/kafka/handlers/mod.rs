@@ -110,6 +110,12 @@ pub async fn dispatch(
             let req = decode(&ctx, body)?;
             later(ctx, async move { admin::describe_configs(&b, req).await })
         }
+        ApiKey::IncrementalAlterConfigs => {
+            let req = decode(&ctx, body)?;
+            later(ctx, async move {
+                admin::incremental_alter_configs(&b, req).await
+            })
+        }
         ApiKey::Produce => {
             let req = decode(&ctx, body)?;
             produce::handle(broker, ctx, req).await
