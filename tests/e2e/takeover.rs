@@ -36,7 +36,7 @@ async fn fifty_partitions_with_64_mib_open_ledgers_reopen_after_kill_9() {
     }
     eprintln!(
         "takeover: wrote {} MiB in {:.1} s",
-        PARTITIONS as usize * RECORDS * VALUE >> 20,
+        (PARTITIONS as usize * RECORDS * VALUE) >> 20,
         started.elapsed().as_secs_f64()
     );
     drop(producer);
@@ -54,7 +54,10 @@ async fn fifty_partitions_with_64_mib_open_ledgers_reopen_after_kill_9() {
     });
     for (p, sent) in join_all(sends).await.into_iter().enumerate() {
         let delivery = sent.unwrap_or_else(|(e, _)| panic!("partition {p} after restart: {e}"));
-        assert_eq!(delivery.offset, RECORDS as i64, "partition {p} kept every record");
+        assert_eq!(
+            delivery.offset, RECORDS as i64,
+            "partition {p} kept every record"
+        );
     }
     let (rss, hwm) = server.process.memory_kib().expect("memory");
     eprintln!(
@@ -64,5 +67,9 @@ async fn fifty_partitions_with_64_mib_open_ledgers_reopen_after_kill_9() {
         hwm / 1024
     );
     // Holding the open ledgers would take 3.2 GiB; the figure is reported, the bound is loose.
-    assert!(hwm < 1024 * 1024, "peak RSS {} MiB after the take-overs", hwm / 1024);
+    assert!(
+        hwm < 1024 * 1024,
+        "peak RSS {} MiB after the take-overs",
+        hwm / 1024
+    );
 }
