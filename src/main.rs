@@ -155,6 +155,14 @@ struct BrokerArgs {
         allow_negative_numbers = true
     )]
     request_read_timeout_ms: Option<i64>,
+    /// Most partitions per topic; CreateTopics/CreatePartitions past it get
+    /// INVALID_PARTITIONS [default: 10000].
+    #[arg(long, env = "STRATALOG_MAX_PARTITIONS_PER_TOPIC")]
+    max_partitions_per_topic: Option<i32>,
+    /// How long a new group's first rebalance waits for more members, in ms (Kafka's
+    /// group.initial.rebalance.delay.ms) [default: 3000].
+    #[arg(long, env = "STRATALOG_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    group_initial_rebalance_delay_ms: Option<u64>,
 }
 
 fn set<T>(target: &mut T, value: Option<T>) {
@@ -193,6 +201,14 @@ fn apply_broker(config: &mut Config, args: BrokerArgs) {
         args.queued_max_request_bytes,
     );
     set(&mut b.request_read_timeout_ms, args.request_read_timeout_ms);
+    set(
+        &mut b.max_partitions_per_topic,
+        args.max_partitions_per_topic,
+    );
+    set(
+        &mut b.group_initial_rebalance_delay_ms,
+        args.group_initial_rebalance_delay_ms,
+    );
 }
 
 /// glibc keeps freed memory in its arenas; after a burst of megabyte-sized buffers (produce

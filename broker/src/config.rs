@@ -22,6 +22,10 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     /// Partitions of auto-created topics and of CreateTopics with num_partitions = -1.
     pub default_partitions: i32,
+    /// Most partitions a topic may have (CreateTopics/CreatePartitions past it get
+    /// INVALID_PARTITIONS). Kafka has no such bound; here every partition is in every
+    /// Metadata answer and has its own managed ledger.
+    pub max_partitions_per_topic: i32,
     /// Largest request accepted (Kafka's socket.request.max.bytes, 100 MiB).
     pub max_request_bytes: usize,
     /// Largest record batch accepted (Kafka's message.max.bytes).
@@ -79,6 +83,7 @@ impl Default for BrokerConfig {
             cluster_id: "stratalog".into(),
             auto_create_topics: true,
             default_partitions: 1,
+            max_partitions_per_topic: 10_000,
             max_request_bytes: 100 * 1024 * 1024,
             max_message_bytes: 1_048_588,
             ensemble_size: 1,
@@ -91,7 +96,7 @@ impl Default for BrokerConfig {
             producer_id_expiration_ms: 86_400_000,
             max_producers_per_partition: 10_000,
             recovery_concurrency: 4,
-            group_initial_rebalance_delay_ms: 0,
+            group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             connections_max_idle_ms: 600_000,
@@ -156,6 +161,12 @@ impl BrokerConfig {
             return Err(format!(
                 "default_partitions must be at least 1, not {}",
                 self.default_partitions
+            ));
+        }
+        if self.max_partitions_per_topic < self.default_partitions {
+            return Err(format!(
+                "max_partitions_per_topic ({}) must be at least default_partitions ({})",
+                self.max_partitions_per_topic, self.default_partitions
             ));
         }
         if self.max_request_bytes < 1024 {

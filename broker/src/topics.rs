@@ -15,6 +15,8 @@ pub mod codes {
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     pub const INVALID_CONFIG: i16 = 40;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 }
 
@@ -26,7 +28,7 @@ pub struct TopicError {
 }
 
 impl TopicError {
-    fn new(code: i16, message: impl Into<String>) -> TopicError {
+    pub fn new(code: i16, message: impl Into<String>) -> TopicError {
         TopicError {
             code,
             message: message.into(),
@@ -76,6 +78,29 @@ pub fn validate_name(name: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// Topic config names must be ones Stratalog understands, and numeric settings stay numeric
+/// (retention and size checks parse them).
+pub fn validate_configs(configs: &[ConfigEntry]) -> Result<(), TopicError> {
+    for c in configs {
+        let Some((_, default)) = TOPIC_CONFIG_DEFAULTS.iter().find(|(k, _)| *k == c.name) else {
+            return Err(TopicError::new(
+                codes::INVALID_CONFIG,
+                format!("unknown topic config {:?}", c.name),
+            ));
+        };
+        if default.parse::<i64>().is_ok() && c.value.parse::<i64>().is_err() {
+            return Err(TopicError::new(
+                codes::INVALID_CONFIG,
+                format!(
+                    "topic config {} must be an integer, not {:?}",
+                    c.name, c.value
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub struct Topics {
     metadata: MetadataClient,
     cache: RwLock<HashMap<String, TopicMeta>>,
@@ -102,6 +127,25 @@ impl Topics {
             .map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e))?;
         self.cache.write().insert(name.to_string(), meta.clone());
         Ok(Some(meta))
+    }
+
+    /// The topic whose Kafka topic id is `id`, with its name: from the cache, else from a
+    /// fresh listing (so a topic created by another broker is found too).
+    pub async fn by_id(&self, id: uuid::Uuid) -> Result<Option<(String, TopicMeta)>, TopicError> {
+        if id.is_nil() {
+            return Ok(None);
+        }
+        let id = *id.as_bytes();
+        let cached = self
+            .cache
+            .read()
+            .iter()
+            .find(|(_, m)| m.id == id)
+            .map(|(n, m)| (n.clone(), m.clone()));
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        Ok(self.list().await?.into_iter().find(|(_, m)| m.id == id))
     }
 
     /// Every topic, sorted by name, read from the metadata store.
@@ -134,25 +178,7 @@ impl Topics {
                 format!("{partitions} partitions; a topic needs at least 1"),
             ));
         }
-        for c in &configs {
-            let Some((_, default)) = TOPIC_CONFIG_DEFAULTS.iter().find(|(k, _)| *k == c.name)
-            else {
-                return Err(TopicError::new(
-                    codes::INVALID_CONFIG,
-                    format!("unknown topic config {:?}", c.name),
-                ));
-            };
-            // Numeric settings must stay numeric: retention and size checks parse them.
-            if default.parse::<i64>().is_ok() && c.value.parse::<i64>().is_err() {
-                return Err(TopicError::new(
-                    codes::INVALID_CONFIG,
-                    format!(
-                        "topic config {} must be an integer, not {:?}",
-                        c.name, c.value
-                    ),
-                ));
-            }
-        }
+        validate_configs(&configs)?;
         let meta = TopicMeta {
             id: *uuid::Uuid::new_v4().as_bytes(),
             partitions,
@@ -203,6 +229,49 @@ impl Topics {
             .await?;
         self.cache.write().remove(name);
         Ok(meta)
+    }
+
+    /// Changes the topic's config overrides with `change` (IncrementalAlterConfigs) and
+    /// stores them with a compare-and-set, retried if another change got there first.
+    pub async fn update_configs(
+        &self,
+        name: &str,
+        change: impl Fn(&mut Vec<ConfigEntry>) -> Result<(), TopicError>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let key = catalog::topic_key(name);
+        loop {
+            let Some(kv) = self.metadata.get(&key).await? else {
+                return Err(TopicError::new(
+                    codes::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("topic {name} does not exist"),
+                ));
+            };
+            let mut meta: TopicMeta = catalog::decode(&key, kv.value)
+                .map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e))?;
+            change(&mut meta.configs)?;
+            validate_configs(&meta.configs)?;
+            if validate_only {
+                return Ok(());
+            }
+            match self
+                .metadata
+                .put(
+                    &key,
+                    meta.to_bytes(),
+                    Expect::Revision(kv.mod_revision),
+                    None,
+                )
+                .await
+            {
+                Ok(_) => {
+                    self.cache.write().insert(name.to_string(), meta);
+                    return Ok(());
+                }
+                Err(ClientError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     pub async fn set_partitions(

@@ -9,6 +9,7 @@ mod admin;
 mod bad_input;
 mod cluster;
 mod compat;
+mod conformance;
 mod connections;
 mod durability;
 mod groups;

@@ -81,8 +81,8 @@ pub struct GroupConfig {
     /// Largest session timeout (`group.max.session.timeout.ms`, 30 min).
     pub max_session_timeout: Duration,
     /// How long the first rebalance of an empty group waits for more members
-    /// (`group.initial.rebalance.delay.ms`; Kafka's default is 3 s, ours 0 for fast
-    /// standalone use).
+    /// (`group.initial.rebalance.delay.ms`, 3 s as in Kafka: members that start together
+    /// land in one generation instead of a rebalance per arrival).
     pub initial_rebalance_delay: Duration,
     /// How long offsets are kept (`offsets.retention.minutes`, 7 days); `None` keeps them
     /// until the group is deleted.
@@ -102,7 +102,7 @@ impl Default for GroupConfig {
         GroupConfig {
             min_session_timeout: Duration::from_secs(6),
             max_session_timeout: Duration::from_secs(30 * 60),
-            initial_rebalance_delay: Duration::ZERO,
+            initial_rebalance_delay: Duration::from_secs(3),
             offsets_retention: Some(Duration::from_secs(7 * 24 * 3600)),
             offsets_retention_check_interval: Duration::from_secs(600),
             new_member_join_timeout: Duration::from_secs(300),
@@ -257,16 +257,7 @@ impl<S: GroupStore> Inner<S> {
                 Batch::Commits(commits) => {
                     // Later commits of the same partition win, in the store as in memory.
                     let merged = merge_commits(&commits);
-                    let count = merged.len();
-                    let result = self.store.commit_offsets(&entry.id, merged.clone()).await;
-                    if result.is_ok() {
-                        let mut g = entry.group.lock();
-                        for o in merged {
-                            g.offsets.put(o);
-                        }
-                        drop(g);
-                        metrics::metrics().offset_commits.inc_by(count as u64);
-                    }
+                    let result = self.commit_in_chunks(&entry, merged).await;
                     for (_, done) in commits {
                         let _ = done.send(result.clone());
                     }
@@ -289,13 +280,7 @@ impl<S: GroupStore> Inner<S> {
                 }
                 Batch::One(WriteOp::Commit { offsets, done }) => {
                     // `next_batch` always returns commits as `Batch::Commits`; handle anyway.
-                    let result = self.store.commit_offsets(&entry.id, offsets.clone()).await;
-                    if result.is_ok() {
-                        let mut g = entry.group.lock();
-                        for o in offsets {
-                            g.offsets.put(o);
-                        }
-                    }
+                    let result = self.commit_in_chunks(&entry, offsets).await;
                     let _ = done.send(result);
                 }
             }
@@ -303,6 +288,34 @@ impl<S: GroupStore> Inner<S> {
         if self.writers_running.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.writers_idle.notify_waiters();
         }
+    }
+
+    /// Stores `offsets` in calls of at most `MAX_OFFSETS_PER_WRITE` (the metadata store's
+    /// batch limit), in order, updating the in-memory offsets after each call that
+    /// succeeded. A commit of more partitions is therefore not atomic: if a later call
+    /// fails, the partitions of the earlier ones stay committed (in the store and in
+    /// memory, which agree) and the whole request reports the error, which clients retry.
+    async fn commit_in_chunks(
+        &self,
+        entry: &GroupEntry,
+        offsets: Vec<CommittedOffset>,
+    ) -> Result<(), StoreError> {
+        let mut offsets = offsets.into_iter().peekable();
+        while offsets.peek().is_some() {
+            let chunk: Vec<CommittedOffset> = offsets
+                .by_ref()
+                .take(writer::MAX_OFFSETS_PER_WRITE)
+                .collect();
+            let count = chunk.len();
+            self.store.commit_offsets(&entry.id, chunk.clone()).await?;
+            let mut g = entry.group.lock();
+            for o in chunk {
+                g.offsets.put(o);
+            }
+            drop(g);
+            metrics::metrics().offset_commits.inc_by(count as u64);
+        }
+        Ok(())
     }
 
     /// Timer callback: act on the group's due deadlines and ask for the next wake-up.

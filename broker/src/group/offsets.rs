@@ -204,13 +204,25 @@ impl<S: GroupStore> Inner<S> {
 
     /// Validates an OffsetCommit and queues its write. Returns per-partition codes decided
     /// up front (in request order) and the receiver of the write's outcome.
+    /// `rejected` holds, in request order, the code of each partition refused before the
+    /// coordinator sees it (a topic or partition that does not exist); those are neither
+    /// written nor given the group's error.
     fn start_commit(
         self: &Arc<Self>,
         req: &OffsetCommitRequest,
         version: i16,
+        rejected: &[Option<i16>],
     ) -> (Vec<Option<i16>>, Option<CommitWait>) {
         let total: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
-        let all = |c: i16| (vec![Some(c); total], None);
+        let rejected_at = |i: usize| rejected.get(i).copied().flatten();
+        let all = |c: i16| {
+            let codes = (0..total).map(|i| Some(rejected_at(i).unwrap_or(c)));
+            (codes.collect(), None)
+        };
+        if (0..total).all(|i| rejected_at(i).is_some()) {
+            // Nothing left for the group (Kafka answers these without the coordinator).
+            return ((0..total).map(rejected_at).collect(), None);
+        }
         if !self.is_active() {
             return all(code::COORDINATOR_NOT_AVAILABLE);
         }
@@ -229,7 +241,10 @@ impl<S: GroupStore> Inner<S> {
         for t in &req.topics {
             for p in &t.partitions {
                 let metadata = p.committed_metadata.as_ref().map(|m| m.as_str());
-                if metadata.is_some_and(|m| m.len() > self.config.max_offset_metadata_bytes) {
+                if let Some(c) = rejected_at(codes.len()) {
+                    codes.push(Some(c));
+                } else if metadata.is_some_and(|m| m.len() > self.config.max_offset_metadata_bytes)
+                {
                     codes.push(Some(code::OFFSET_METADATA_TOO_LARGE));
                 } else {
                     codes.push(None);
@@ -320,7 +335,20 @@ impl<S: GroupStore> GroupCoordinator<S> {
         req: OffsetCommitRequest,
         version: i16,
     ) -> OffsetCommitResponse {
-        let (codes, rx) = self.inner.start_commit(&req, version);
+        self.offset_commit_checked(req, version, &[]).await
+    }
+
+    /// OffsetCommit where some partitions were already refused by the caller: `rejected`
+    /// holds, in request order, `Some(code)` for each partition that must get `code`
+    /// (UNKNOWN_TOPIC_OR_PARTITION for one that does not exist, as Kafka checks before the
+    /// group coordinator) and is not committed.
+    pub async fn offset_commit_checked(
+        &self,
+        req: OffsetCommitRequest,
+        version: i16,
+        rejected: &[Option<i16>],
+    ) -> OffsetCommitResponse {
+        let (codes, rx) = self.inner.start_commit(&req, version, rejected);
         let commit_code = match rx {
             None => code::NONE,
             Some(rx) => match rx.await {

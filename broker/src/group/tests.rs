@@ -43,6 +43,7 @@ fn gid(v: &str) -> GroupId {
 fn config() -> GroupConfig {
     GroupConfig {
         min_session_timeout: Duration::from_millis(10),
+        initial_rebalance_delay: Duration::ZERO,
         offsets_retention: None,
         offsets_retention_check_interval: Duration::from_secs(24 * 3600),
         ..GroupConfig::default()

@@ -15,6 +15,13 @@ use super::store::{CommittedOffset, PersistedGroup, StoreError};
 /// Most commit requests merged into one store call.
 const MAX_MERGED_COMMITS: usize = 512;
 
+/// Most offsets in one store call: the metadata store applies at most
+/// `stratalog_metadata::MAX_BATCH_OPS` (1,024) ops atomically. Commits are merged only up to
+/// this many offsets, and one commit of more partitions is written in several calls, in
+/// order (see `Inner::drain`).
+pub(crate) const MAX_OFFSETS_PER_WRITE: usize = 1024;
+const _: () = assert!(MAX_OFFSETS_PER_WRITE <= stratalog_metadata::MAX_BATCH_OPS);
+
 pub(crate) type Done = oneshot::Sender<Result<(), StoreError>>;
 
 pub(crate) enum WriteOp {
@@ -75,11 +82,16 @@ impl WriteQueue {
                 None
             }
             Some(WriteOp::Commit { offsets, done }) => {
+                let mut count = offsets.len();
                 let mut commits = vec![(offsets, done)];
-                while commits.len() < MAX_MERGED_COMMITS
-                    && matches!(s.ops.front(), Some(WriteOp::Commit { .. }))
-                {
+                while commits.len() < MAX_MERGED_COMMITS {
+                    let fits = matches!(s.ops.front(), Some(WriteOp::Commit { offsets, .. })
+                        if count + offsets.len() <= MAX_OFFSETS_PER_WRITE);
+                    if !fits {
+                        break;
+                    }
                     if let Some(WriteOp::Commit { offsets, done }) = s.ops.pop_front() {
+                        count += offsets.len();
                         commits.push((offsets, done));
                     }
                 }
@@ -93,5 +105,46 @@ impl WriteQueue {
     pub(crate) fn is_idle(&self) -> bool {
         let s = self.state.lock();
         !s.running && s.ops.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(n: usize) -> (WriteOp, oneshot::Receiver<Result<(), StoreError>>) {
+        let (done, rx) = oneshot::channel();
+        let offsets = (0..n)
+            .map(|p| CommittedOffset {
+                topic: "t".into(),
+                partition: p as i32,
+                offset: 1,
+                leader_epoch: -1,
+                metadata: None,
+                commit_timestamp_ms: 0,
+            })
+            .collect();
+        (WriteOp::Commit { offsets, done }, rx)
+    }
+
+    #[test]
+    fn commits_merge_only_up_to_the_offsets_per_write() {
+        let q = WriteQueue::default();
+        let mut rxs = Vec::new();
+        for n in [600, 400, 100, 2000, 1] {
+            let (op, rx) = commit(n);
+            q.push(op);
+            rxs.push(rx);
+        }
+        let sizes = |b: Batch| match b {
+            Batch::Commits(c) => c.iter().map(|(o, _)| o.len()).collect::<Vec<_>>(),
+            Batch::One(_) => panic!("expected commits"),
+        };
+        assert_eq!(sizes(q.next_batch().unwrap()), vec![600, 400]);
+        assert_eq!(sizes(q.next_batch().unwrap()), vec![100]);
+        // A single commit larger than the limit is one batch; the drainer splits it.
+        assert_eq!(sizes(q.next_batch().unwrap()), vec![2000]);
+        assert_eq!(sizes(q.next_batch().unwrap()), vec![1]);
+        assert!(q.next_batch().is_none());
     }
 }

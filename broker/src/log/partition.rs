@@ -859,8 +859,15 @@ impl PartitionLog {
     }
 
     /// Reads batches from `offset` (which may fall inside a batch: the whole batch is returned
-    /// and the client skips what it did not ask for), up to `max_bytes` (at least one batch).
-    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+    /// and the client skips what it did not ask for), up to `max_bytes`. A first batch larger
+    /// than `max_bytes` is returned alone if `first_may_exceed` (Kafka's "min one message",
+    /// for the first partition of a fetch response), else nothing is.
+    pub async fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        first_may_exceed: bool,
+    ) -> Result<ReadResult, LogError> {
         let high_watermark = self.high_watermark();
         let log_start_offset = self.log_start_offset();
         let result = |batches| ReadResult {
@@ -879,8 +886,11 @@ impl PartitionLog {
         if offset == high_watermark {
             return Ok(result(Vec::new()));
         }
-        if let Some(batches) = self.cache.lock().read(offset, max_bytes, high_watermark) {
+        if let Some(mut batches) = self.cache.lock().read(offset, max_bytes, high_watermark) {
             metrics::READ_CACHE_HITS.inc();
+            if !first_may_exceed && batches.first().is_some_and(|b| b.len() > max_bytes) {
+                batches.clear();
+            }
             return Ok(result(batches));
         }
         let Some(segment) = self.segment_for(offset).await? else {
@@ -920,7 +930,8 @@ impl PartitionLog {
         let mut batches = Vec::with_capacity(entries.len());
         let mut size = 0;
         for entry in entries {
-            if !batches.is_empty() && size + entry.payload.len() > max_bytes {
+            if (!batches.is_empty() || !first_may_exceed) && size + entry.payload.len() > max_bytes
+            {
                 break;
             }
             size += entry.payload.len();
@@ -958,7 +969,10 @@ impl PartitionLog {
             start = format!("{}\0", last.key);
             for kv in page {
                 let seg = self.decode_segment(kv)?;
-                if seg.closed && seg.max_timestamp < timestamp {
+                // An open segment nothing was written to yet is unknown to the bookies.
+                if (seg.closed && seg.max_timestamp < timestamp)
+                    || seg.first_offset >= high_watermark
+                {
                     continue;
                 }
                 let Some(ledger) = seg.ledger() else {
@@ -975,6 +989,135 @@ impl PartitionLog {
                 return Ok(None);
             }
         }
+    }
+
+    /// The record with the largest timestamp (ListOffsets `MAX_TIMESTAMP`, KIP-734): its
+    /// offset and timestamp, the earliest such record on ties; `None` for an empty log.
+    /// Closed segments know their largest timestamp; the open one's is found through the
+    /// bookies (see [`Self::open_segment_max_timestamp`]). The record is then read from the
+    /// first entry of the winning segment that reaches that timestamp.
+    pub async fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let high_watermark = self.high_watermark();
+        let mut best: Option<(LedgerInfo, i64, i64)> = None;
+        let mut start = String::new();
+        loop {
+            let (page, more) = self
+                .ctx
+                .metadata
+                .range(&RangeQuery {
+                    prefix: self.keys.segments.clone(),
+                    start: start.clone(),
+                    limit: 256,
+                    ..RangeQuery::default()
+                })
+                .await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            start = format!("{}\0", last.key);
+            for kv in page {
+                let seg = self.decode_segment(kv)?;
+                if seg.first_offset >= high_watermark
+                    || (seg.closed && seg.last_offset < seg.first_offset)
+                {
+                    continue;
+                }
+                let Some(ledger) = seg.ledger() else {
+                    continue;
+                };
+                let until = if seg.closed {
+                    high_watermark.min(seg.last_offset + 1)
+                } else {
+                    high_watermark
+                };
+                let max = if seg.closed {
+                    seg.max_timestamp
+                } else {
+                    match self.open_segment_max_timestamp(ledger, until).await? {
+                        Some(max) => max,
+                        None => continue,
+                    }
+                };
+                if best.as_ref().is_none_or(|(_, _, m)| max > *m) {
+                    best = Some((ledger.clone(), until, max));
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        let Some((ledger, until, max)) = best else {
+            return Ok(None);
+        };
+        let bookies = &self.ctx.bookies;
+        let Some(entry_id) = ledger::find_entry(bookies, &ledger, FindBy::Timestamp, max).await?
+        else {
+            return Ok(None);
+        };
+        let entries = ledger::read_entries(bookies, &ledger, entry_id, until, 1, 0).await?;
+        Ok(entries
+            .first()
+            .and_then(|e| record_batch::first_at_or_after(&e.payload, max)))
+    }
+
+    /// The largest record timestamp of the open segment's entries below `until`. The bookies
+    /// index a ledger by running maximum timestamp, so "does an entry up to the last visible
+    /// one reach `t`" is one lookup: start from the last visible entry's timestamp (the
+    /// answer when timestamps grow, confirmed by one lookup), else gallop and bisect.
+    async fn open_segment_max_timestamp(
+        &self,
+        ledger: &LedgerInfo,
+        until: i64,
+    ) -> Result<Option<i64>, LogError> {
+        let bookies = &self.ctx.bookies;
+        let Some(last_entry) =
+            ledger::find_entry(bookies, ledger, FindBy::Offset, until - 1).await?
+        else {
+            return Ok(None);
+        };
+        let Some(entry) = ledger::read_entries(bookies, ledger, last_entry, until, 1, 0)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let reaches = |t: i64| async move {
+            Ok::<_, LogError>(
+                ledger::find_entry(bookies, ledger, FindBy::Timestamp, t)
+                    .await?
+                    .is_some_and(|e| e <= last_entry),
+            )
+        };
+        let mut low = entry.max_timestamp; // reached
+        if low < i64::MAX && reaches(low + 1).await? {
+            low += 1;
+            let mut step = 1i64;
+            let mut high = loop {
+                let probe = low.saturating_add(step);
+                if probe == low {
+                    break None; // low is i64::MAX
+                }
+                if reaches(probe).await? {
+                    low = probe;
+                    step = step.saturating_mul(2);
+                } else {
+                    break Some(probe);
+                }
+            };
+            while let Some(h) = high {
+                if h - low <= 1 {
+                    break;
+                }
+                let mid = low + (h - low) / 2;
+                if reaches(mid).await? {
+                    low = mid;
+                } else {
+                    high = Some(mid);
+                }
+            }
+        }
+        Ok(Some(low))
     }
 
     async fn find_in_ledger(

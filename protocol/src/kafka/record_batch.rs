@@ -355,6 +355,41 @@ pub fn first_at_or_after(batch: &[u8], timestamp: i64) -> Option<(i64, i64)> {
     None
 }
 
+/// Indexes (within the batch, from 0) of the records with a null key, which a compacted
+/// topic refuses. For a batch that passed [`validate`].
+pub fn records_without_key(batch: &[u8]) -> Result<Vec<i32>, BatchError> {
+    let info = peek_header(batch)?;
+    let body = &batch[HEADER_LEN..info.size.min(batch.len())];
+    let raw;
+    let mut records: &[u8] = match info.compression()? {
+        Compression::None => body,
+        codec => {
+            raw = decompress(codec, body)?;
+            &raw
+        }
+    };
+    let mut keyless = Vec::new();
+    let mut index = 0i32;
+    while !records.is_empty() {
+        let len = read_varint(&mut records)?;
+        if len < 0 || len as usize > records.len() {
+            return Err(BatchError::Corrupt(format!(
+                "record {index} claims {len} bytes"
+            )));
+        }
+        let (mut record, rest) = records.split_at(len as usize);
+        records = rest;
+        record.advance(1.min(record.len())); // attributes
+        read_varlong(&mut record)?; // timestamp delta
+        read_varint(&mut record)?; // offset delta
+        if read_varint(&mut record)? < 0 {
+            keyless.push(index);
+        }
+        index += 1;
+    }
+    Ok(keyless)
+}
+
 #[cfg(test)]
 pub mod tests {
     use super::*;
@@ -403,6 +438,12 @@ pub mod tests {
         let crc = crc32c::crc32c(&b[CRC_START..]);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
         b
+    }
+
+    #[test]
+    fn finds_records_without_a_key() {
+        // The test batch's records all have null keys.
+        assert_eq!(records_without_key(&batch(3)).unwrap(), vec![0, 1, 2]);
     }
 
     #[test]

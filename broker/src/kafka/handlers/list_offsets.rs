@@ -1,4 +1,8 @@
-//! ListOffsets: the earliest offset, the latest, or the first at or after a timestamp.
+//! ListOffsets: the earliest offset, the latest, the first at or after a timestamp (offset
+//! -1 if every record is older, or the partition is empty), or (v7+) the record with the
+//! largest timestamp. Nothing is tiered yet, so the earliest local offset (v8+) is the log
+//! start and the latest tiered offset (v9+) is -1, as Kafka answers without remote storage.
+//! v10 adds a timeout for remote lookups, which never happen here.
 use kafka_protocol::messages::list_offsets_request::ListOffsetsRequest;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
@@ -9,6 +13,9 @@ use crate::Broker;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
 
 pub async fn list_offsets(broker: &Broker, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut topics = Vec::new();
@@ -42,9 +49,20 @@ pub async fn list_offsets(broker: &Broker, req: ListOffsetsRequest) -> ListOffse
                     LATEST => response
                         .with_offset(log.high_watermark())
                         .with_timestamp(-1),
-                    EARLIEST => response
+                    EARLIEST | EARLIEST_LOCAL => response
                         .with_offset(log.log_start_offset())
                         .with_timestamp(-1),
+                    LATEST_TIERED => response.with_offset(-1).with_timestamp(-1),
+                    MAX_TIMESTAMP => match log.offset_of_max_timestamp().await {
+                        Ok(Some((offset, timestamp))) => {
+                            response.with_offset(offset).with_timestamp(timestamp)
+                        }
+                        Ok(None) => response.with_offset(-1).with_timestamp(-1),
+                        Err(e) => response
+                            .with_error_code(e.code)
+                            .with_offset(-1)
+                            .with_timestamp(-1),
+                    },
                     ts => match log.offset_for_timestamp(ts).await {
                         Ok(Some((offset, timestamp))) => {
                             response.with_offset(offset).with_timestamp(timestamp)

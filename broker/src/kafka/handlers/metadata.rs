@@ -26,13 +26,18 @@ pub async fn metadata(broker: &Broker, req: MetadataRequest, version: i16) -> Me
         .with_node_id(node)
         .with_host(s(host))
         .with_port(port as i32)];
-    // v0: an empty list means all topics; v1+: null means all, empty means none.
-    let requested: Option<Vec<String>> = match req.topics {
+    // v0: an empty list means all topics; v1+: null means all, empty means none. From v10 a
+    // topic may be named by id alone (null name).
+    let requested: Option<Vec<Requested>> = match req.topics {
         None => None,
         Some(t) if t.is_empty() && version == 0 => None,
         Some(t) => Some(
             t.into_iter()
-                .filter_map(|t| t.name.map(|n| n.to_string()))
+                .filter_map(|t| match t.name {
+                    Some(name) => Some(Requested::Name(name.to_string())),
+                    None if !t.topic_id.is_nil() => Some(Requested::Id(t.topic_id)),
+                    None => None,
+                })
                 .collect(),
         ),
     };
@@ -47,8 +52,19 @@ pub async fn metadata(broker: &Broker, req: MetadataRequest, version: i16) -> Me
             ),
             Err(e) => tracing::warn!(error = %e.message, "listing topics for Metadata failed"),
         },
-        Some(names) => {
-            for name in names {
+        Some(requested) => {
+            for name in requested {
+                let name = match name {
+                    Requested::Name(name) => name,
+                    Requested::Id(id) => {
+                        topics.push(match broker.topics.by_id(id).await {
+                            Ok(Some((name, meta))) => topic_entry(broker, &name, Some(&meta), 0),
+                            Ok(None) => unknown_id(id, codes::UNKNOWN_TOPIC_ID),
+                            Err(e) => unknown_id(id, e.code),
+                        });
+                        continue;
+                    }
+                };
                 let entry = match broker.topics.get(&name).await {
                     Ok(Some(meta)) => topic_entry(broker, &name, Some(&meta), 0),
                     Ok(None) if auto_create => {
@@ -89,6 +105,20 @@ pub async fn metadata(broker: &Broker, req: MetadataRequest, version: i16) -> Me
         .with_controller_id(node)
         .with_topics(topics)
         .with_cluster_authorized_operations(NO_OPERATIONS)
+}
+
+enum Requested {
+    Name(String),
+    Id(uuid::Uuid),
+}
+
+/// The answer for a topic id no topic has: no name, the id, the error.
+fn unknown_id(id: uuid::Uuid, error_code: i16) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(error_code)
+        .with_name(None)
+        .with_topic_id(id)
+        .with_topic_authorized_operations(NO_OPERATIONS)
 }
 
 fn topic_entry(

@@ -110,6 +110,12 @@ pub async fn dispatch(
             let req = decode(&ctx, body)?;
             later(ctx, async move { admin::describe_configs(&b, req).await })
         }
+        ApiKey::IncrementalAlterConfigs => {
+            let req = decode(&ctx, body)?;
+            later(ctx, async move {
+                admin::incremental_alter_configs(&b, req).await
+            })
+        }
         ApiKey::Produce => {
             let req = decode(&ctx, body)?;
             produce::handle(broker, ctx, req).await
@@ -157,7 +163,7 @@ pub async fn dispatch(
         }
         ApiKey::OffsetCommit => {
             let req = decode(&ctx, body)?;
-            later(ctx, async move { b.groups.offset_commit(req, v).await })
+            later(ctx, async move { groups::offset_commit(&b, req, v).await })
         }
         ApiKey::OffsetFetch => {
             let req = decode(&ctx, body)?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use stratalog_protocol::kafka::record_batch::{self, Compression};
 use tokio::sync::oneshot;
@@ -83,6 +83,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: RequestContext, req: ProduceReque
                             .config("max.message.bytes")
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(broker.config.max_message_bytes);
+                        let compacted = meta
+                            .config("cleanup.policy")
+                            .is_some_and(|v| v.contains("compact"));
                         append(
                             broker,
                             &name,
@@ -90,6 +93,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: RequestContext, req: ProduceReque
                             p.records.unwrap_or_default(),
                             append_time,
                             max_bytes,
+                            compacted,
                         )
                         .await
                     }
@@ -122,6 +126,7 @@ async fn append(
     batch: bytes::Bytes,
     append_time: Option<i64>,
     max_bytes: usize,
+    compacted: bool,
 ) -> Outcome {
     if batch.len() > max_bytes {
         return error(
@@ -159,6 +164,11 @@ async fn append(
             )
         }
     };
+    if compacted {
+        if let Some(rejected) = keyless_records(topic, partition, &batch) {
+            return rejected;
+        }
+    }
     if info.is_transactional() || info.is_control() {
         return error(
             partition,
@@ -187,6 +197,36 @@ async fn append(
         ),
         Err(e) => error(partition, e.code, e.reason),
     }
+}
+
+/// A compacted topic (`cleanup.policy` with `compact`) refuses records without a key. As in
+/// Kafka the whole batch fails with INVALID_RECORD, and `record_errors` (Produce v8+) names
+/// the offending records, so the client fails exactly those with INVALID_RECORD (librdkafka
+/// fails the rest of the batch as "part of an invalid batch").
+fn keyless_records(topic: &str, partition: i32, batch: &[u8]) -> Option<Outcome> {
+    let keyless = match record_batch::records_without_key(batch) {
+        Ok(keyless) if keyless.is_empty() => return None,
+        Ok(keyless) => keyless,
+        Err(e) => return Some(error(partition, e.kafka_code(), e.to_string())),
+    };
+    let record_error = format!(
+        "compacted topic cannot accept a record without a key (topic partition {topic}-{partition})"
+    );
+    let message = format!(
+        "{} record(s) of the batch rejected: {record_error}",
+        keyless.len()
+    );
+    let record_errors = keyless
+        .into_iter()
+        .map(|i| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(i)
+                .with_batch_index_error_message(Some(s(record_error.clone())))
+        })
+        .collect();
+    Some(Outcome::Done(
+        failed(partition, INVALID_RECORD, message).with_record_errors(record_errors),
+    ))
 }
 
 async fn finish(
