@@ -75,6 +75,17 @@ impl Process {
     }
 
     /// The running child's process id.
+    /// Sends `signal` (as `kill` names it: "STOP", "CONT", "KILL", ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -143,6 +154,22 @@ impl Drop for Process {
             );
         }
     }
+}
+
+/// Starts `stratalog {args}` as role `name` with its data under `dir/{name}`, its log at
+/// `dir/{name}.log` and an HTTP port of its own, and waits until it is ready.
+pub fn spawn_role(dir: &std::path::Path, name: &str, args: &[String]) -> Process {
+    let http = free_port();
+    let mut all: Vec<String> = args.to_vec();
+    all.extend([
+        "--data-dir".into(),
+        dir.join(name).display().to_string(),
+        "--http-listen".into(),
+        format!("127.0.0.1:{http}"),
+    ]);
+    let mut p = Process::spawn(all, http, dir.join(format!("{name}.log")));
+    p.wait_ready();
+    p
 }
 
 /// A minimal HTTP/1.0 GET: (status code, body).

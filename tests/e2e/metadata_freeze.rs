@@ -2,7 +2,6 @@
 //! the three-process layout) makes group requests fail with codes clients retry, never
 //! UNKNOWN_SERVER_ERROR, and a librdkafka group member gets through it.
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,71 +27,38 @@ const RETRIABLE: [i16; 3] = [
 
 /// Metadata, bookie and broker as three processes; returns them and the Kafka port.
 fn three_processes(dir: &std::path::Path) -> (Process, Process, Process, u16) {
-    let data = |role: &str| dir.join(role).display().to_string();
     let metadata_addr = format!("127.0.0.1:{}", free_port());
-    let http = free_port();
-    let mut metadata = Process::spawn(
-        vec![
-            "metadata".into(),
-            "--data-dir".into(),
-            data("metadata"),
-            "--listen".into(),
-            metadata_addr.clone(),
-            "--http-listen".into(),
-            format!("127.0.0.1:{http}"),
-        ],
-        http,
-        dir.join("metadata.log"),
+    let metadata = spawn_role(
+        dir,
+        "metadata",
+        &["metadata".into(), "--listen".into(), metadata_addr.clone()],
     );
-    metadata.wait_ready();
-    let http = free_port();
-    let mut bookie = Process::spawn(
-        vec![
+    let bookie = spawn_role(
+        dir,
+        "bookie",
+        &[
             "bookie".into(),
-            "--data-dir".into(),
-            data("bookie"),
             "--id".into(),
             "b1".into(),
             "--listen".into(),
             format!("127.0.0.1:{}", free_port()),
             "--metadata-addr".into(),
             metadata_addr.clone(),
-            "--http-listen".into(),
-            format!("127.0.0.1:{http}"),
         ],
-        http,
-        dir.join("bookie.log"),
     );
-    bookie.wait_ready();
-    let http = free_port();
     let kafka = free_port();
-    let mut broker = Process::spawn(
-        vec![
+    let broker = spawn_role(
+        dir,
+        "broker",
+        &[
             "broker".into(),
-            "--data-dir".into(),
-            data("broker"),
             "--kafka-listen".into(),
             format!("127.0.0.1:{kafka}"),
             "--metadata-addr".into(),
             metadata_addr,
-            "--http-listen".into(),
-            format!("127.0.0.1:{http}"),
         ],
-        http,
-        dir.join("broker.log"),
     );
-    broker.wait_ready();
     (metadata, bookie, broker, kafka)
-}
-
-fn signal(process: &Process, sig: &str) {
-    let pid = process.pid().expect("running");
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill -{sig} {pid}");
 }
 
 /// A simple-consumer OffsetCommit (generation -1) of `offset` for `group`, partition 0.
@@ -151,7 +117,7 @@ async fn group_requests_survive_a_frozen_metadata_service_with_retriable_errors(
         .collect();
     std::thread::sleep(Duration::from_secs(2));
 
-    signal(&metadata, "STOP");
+    metadata.signal("STOP");
     // A group member arrives while the metadata service is frozen: JoinGroup, SyncGroup
     // (whose assignment must be stored) and then a commit.
     let member = std::thread::spawn({
@@ -189,7 +155,7 @@ async fn group_requests_survive_a_frozen_metadata_service_with_retriable_errors(
         }
     });
     std::thread::sleep(Duration::from_secs(7));
-    signal(&metadata, "CONT");
+    metadata.signal("CONT");
     std::thread::sleep(Duration::from_secs(5));
     stop.store(true, Ordering::Relaxed);
 

@@ -13,30 +13,6 @@ use stratalog_metadata::client::MetadataClient;
 
 use crate::harness::*;
 
-fn spawn_role(dir: &Path, name: &str, args: &[String]) -> Process {
-    let http = free_port();
-    let mut all: Vec<String> = args.to_vec();
-    all.extend([
-        "--data-dir".into(),
-        dir.join(name).display().to_string(),
-        "--http-listen".into(),
-        format!("127.0.0.1:{http}"),
-    ]);
-    let mut p = Process::spawn(all, http, dir.join(format!("{name}.log")));
-    p.wait_ready();
-    p
-}
-
-fn signal(p: &Process, sig: &str) {
-    let pid = p.pid().expect("running").to_string();
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill {sig} {pid}");
-}
-
 /// The segments of every partition, oldest first.
 async fn segments(metadata: &MetadataClient) -> Vec<Segment> {
     metadata
@@ -141,7 +117,7 @@ async fn an_entry_on_one_bookie_is_re_replicated_or_dropped_by_recovery() {
         .map(|id| id[1..].parse().unwrap())
         .collect();
     for &i in &frozen {
-        signal(&bookies[i], "-STOP");
+        bookies[i].signal("STOP");
     }
     let unacked = {
         let producer = producer.clone();
@@ -218,4 +194,85 @@ async fn an_entry_on_one_bookie_is_re_replicated_or_dropped_by_recovery() {
     assert_eq!(values, expected, "broker log:\n{}", broker.log_text());
     let more = consume(&consumer, 1, Duration::from_secs(2));
     assert!(more.is_empty(), "nothing is in the log twice");
+}
+
+/// Runs the binary with `args` and returns its exit status and stderr, killing it after
+/// `timeout` (a broker that should refuse to start must exit by itself).
+fn run_to_exit(args: &[String], timeout: Duration) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stratalog"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+/// A broker refuses what it cannot serve correctly, with a message naming the fix: a
+/// striped ensemble (E > Qw), and a metadata store in the first release's partition layout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_refuse_striping_and_the_old_partition_layout_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("striped.toml");
+    std::fs::write(
+        &config,
+        "[broker]\nensemble_size = 3\nwrite_quorum = 2\nack_quorum = 2\n",
+    )
+    .unwrap();
+    let broker_args = |metadata: &str, config: Option<&Path>| {
+        let mut args = vec![
+            "broker".to_string(),
+            "--data-dir".into(),
+            dir.path().join("broker").display().to_string(),
+            "--kafka-listen".into(),
+            format!("127.0.0.1:{}", free_port()),
+            "--http-listen".into(),
+            format!("127.0.0.1:{}", free_port()),
+            "--metadata-addr".into(),
+            metadata.to_string(),
+        ];
+        if let Some(config) = config {
+            args.extend(["--config".into(), config.display().to_string()]);
+        }
+        args
+    };
+    let (status, log) = run_to_exit(
+        &broker_args("127.0.0.1:1", Some(&config)),
+        Duration::from_secs(30),
+    );
+    assert!(status.is_some_and(|c| c != 0), "exit {status:?}: {log}");
+    assert!(log.contains("ensemble_size = write_quorum"), "{log}");
+
+    let metadata_addr = format!("127.0.0.1:{}", free_port());
+    let _metadata = spawn_role(
+        dir.path(),
+        "metadata",
+        &["metadata".into(), "--listen".into(), metadata_addr.clone()],
+    );
+    MetadataClient::new(metadata_addr.clone())
+        .put(
+            &format!("{}orders/0", catalog::LEGACY_PARTITIONS_PREFIX),
+            bytes::Bytes::from_static(b"old"),
+            stratalog_metadata::Expect::Any,
+            None,
+        )
+        .await
+        .unwrap();
+    let (status, log) = run_to_exit(&broker_args(&metadata_addr, None), Duration::from_secs(30));
+    assert!(status.is_some_and(|c| c != 0), "exit {status:?}: {log}");
+    assert!(log.contains("layout of Stratalog 0.1"), "{log}");
 }

@@ -260,6 +260,48 @@ impl SegmentCache {
     }
 }
 
+/// Walks a partition's segments oldest first, one page of the metadata store at a time, so
+/// no caller holds more than a page however many segments there are.
+struct SegmentCursor {
+    prefix: String,
+    start: String,
+    done: bool,
+}
+
+impl SegmentCursor {
+    const PAGE: usize = 256;
+
+    fn new(prefix: String) -> SegmentCursor {
+        SegmentCursor {
+            prefix,
+            start: String::new(),
+            done: false,
+        }
+    }
+
+    /// The next page; empty once every segment was returned.
+    async fn next_page(&mut self, metadata: &MetadataClient) -> Result<Vec<Segment>, LogError> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let (page, more) = metadata
+            .range(&RangeQuery {
+                prefix: self.prefix.clone(),
+                start: self.start.clone(),
+                limit: Self::PAGE,
+                ..RangeQuery::default()
+            })
+            .await?;
+        self.done = !more;
+        if let Some(last) = page.last() {
+            self.start = format!("{}\0", last.key);
+        }
+        page.into_iter()
+            .map(|kv| catalog::decode::<Segment>(&kv.key, kv.value).map_err(LogError::storage))
+            .collect()
+    }
+}
+
 /// The metadata keys of one partition.
 struct Keys {
     head: String,
@@ -951,24 +993,13 @@ impl PartitionLog {
         timestamp: i64,
     ) -> Result<Option<(i64, i64)>, LogError> {
         let high_watermark = self.high_watermark();
-        let mut start = String::new();
+        let mut cursor = SegmentCursor::new(self.keys.segments.clone());
         loop {
-            let (page, more) = self
-                .ctx
-                .metadata
-                .range(&RangeQuery {
-                    prefix: self.keys.segments.clone(),
-                    start: start.clone(),
-                    limit: 256,
-                    ..RangeQuery::default()
-                })
-                .await?;
-            let Some(last) = page.last() else {
+            let page = cursor.next_page(&self.ctx.metadata).await?;
+            if page.is_empty() {
                 return Ok(None);
-            };
-            start = format!("{}\0", last.key);
-            for kv in page {
-                let seg = self.decode_segment(kv)?;
+            }
+            for seg in page {
                 // An open segment nothing was written to yet is unknown to the bookies.
                 if (seg.closed && seg.max_timestamp < timestamp)
                     || seg.first_offset >= high_watermark
@@ -985,9 +1016,6 @@ impl PartitionLog {
                     return Ok(Some(found));
                 }
             }
-            if !more {
-                return Ok(None);
-            }
         }
     }
 
@@ -999,24 +1027,13 @@ impl PartitionLog {
     pub async fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
         let high_watermark = self.high_watermark();
         let mut best: Option<(LedgerInfo, i64, i64)> = None;
-        let mut start = String::new();
+        let mut cursor = SegmentCursor::new(self.keys.segments.clone());
         loop {
-            let (page, more) = self
-                .ctx
-                .metadata
-                .range(&RangeQuery {
-                    prefix: self.keys.segments.clone(),
-                    start: start.clone(),
-                    limit: 256,
-                    ..RangeQuery::default()
-                })
-                .await?;
-            let Some(last) = page.last() else {
+            let page = cursor.next_page(&self.ctx.metadata).await?;
+            if page.is_empty() {
                 break;
-            };
-            start = format!("{}\0", last.key);
-            for kv in page {
-                let seg = self.decode_segment(kv)?;
+            }
+            for seg in page {
                 if seg.first_offset >= high_watermark
                     || (seg.closed && seg.last_offset < seg.first_offset)
                 {
@@ -1041,9 +1058,6 @@ impl PartitionLog {
                 if best.as_ref().is_none_or(|(_, _, m)| max > *m) {
                     best = Some((ledger.clone(), until, max));
                 }
-            }
-            if !more {
-                break;
             }
         }
         let Some((ledger, until, max)) = best else {
@@ -1222,35 +1236,18 @@ impl PartitionLog {
         topic_id: &[u8; 16],
         partition: i32,
     ) -> Result<usize, LogError> {
-        let prefix = catalog::segments_prefix(topic_id, partition);
-        let mut start = String::new();
+        let mut cursor = SegmentCursor::new(catalog::segments_prefix(topic_id, partition));
         let mut deleted = 0;
         loop {
-            let (page, more) = ctx
-                .metadata
-                .range(&RangeQuery {
-                    prefix: prefix.clone(),
-                    start: start.clone(),
-                    limit: 256,
-                    ..RangeQuery::default()
-                })
-                .await?;
-            let Some(last) = page.last() else {
+            let page = cursor.next_page(&ctx.metadata).await?;
+            if page.is_empty() {
                 return Ok(deleted);
-            };
-            start = format!("{}\0", last.key);
-            for kv in page {
-                let key = kv.key.clone();
-                let seg = catalog::decode::<Segment>(&key, kv.value).map_err(LogError::storage)?;
-                if let Some(ledger) = seg.ledger() {
-                    for (bookie, e) in ledger::delete(&ctx.bookies, ledger).await {
-                        warn!(partition, ledger = ledger.ledger_id, %bookie, error = %e, "deleting a ledger of a deleted topic failed");
-                    }
-                    deleted += 1;
-                }
             }
-            if !more {
-                return Ok(deleted);
+            for ledger in page.iter().filter_map(Segment::ledger) {
+                for (bookie, e) in ledger::delete(&ctx.bookies, ledger).await {
+                    warn!(partition, ledger = ledger.ledger_id, %bookie, error = %e, "deleting a ledger of a deleted topic failed");
+                }
+                deleted += 1;
             }
         }
     }
