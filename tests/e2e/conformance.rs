@@ -82,59 +82,9 @@ fn metadata(c: &mut RawConn, topics: Option<Vec<MetadataRequestTopic>>) -> Metad
     )
 }
 
-fn varint(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
-}
-
-/// One record: key, value, timestamp.
-type Record<'a> = (Option<&'a [u8]>, &'a [u8], i64);
-
-/// A RecordBatch v2 of uncompressed records.
-fn batch(records: &[Record]) -> Bytes {
-    let base_ts = records[0].2;
-    let max_ts = records.iter().map(|r| r.2).max().unwrap();
-    let mut body = Vec::new();
-    for (i, (key, value, ts)) in records.iter().enumerate() {
-        let mut r = vec![0u8];
-        varint(&mut r, ts - base_ts);
-        varint(&mut r, i as i64);
-        match key {
-            Some(k) => {
-                varint(&mut r, k.len() as i64);
-                r.extend_from_slice(k);
-            }
-            None => varint(&mut r, -1),
-        }
-        varint(&mut r, value.len() as i64);
-        r.extend_from_slice(value);
-        varint(&mut r, 0);
-        varint(&mut body, r.len() as i64);
-        body.extend_from_slice(&r);
-    }
-    let count = records.len() as i32;
-    let mut b = Vec::new();
-    b.extend_from_slice(&0i64.to_be_bytes());
-    b.extend_from_slice(&((49 + body.len()) as i32).to_be_bytes());
-    b.extend_from_slice(&(-1i32).to_be_bytes());
-    b.push(2);
-    b.extend_from_slice(&0u32.to_be_bytes());
-    b.extend_from_slice(&0i16.to_be_bytes());
-    b.extend_from_slice(&(count - 1).to_be_bytes());
-    b.extend_from_slice(&base_ts.to_be_bytes());
-    b.extend_from_slice(&max_ts.to_be_bytes());
-    b.extend_from_slice(&(-1i64).to_be_bytes());
-    b.extend_from_slice(&(-1i16).to_be_bytes());
-    b.extend_from_slice(&(-1i32).to_be_bytes());
-    b.extend_from_slice(&count.to_be_bytes());
-    b.extend_from_slice(&body);
-    let crc = crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    Bytes::from(b)
+/// A RecordBatch v2 of uncompressed, non-idempotent records.
+fn batch(records: &[RawRecord]) -> Bytes {
+    build_batch(records, NO_PRODUCER)
 }
 
 /// One record of `size` value bytes.

@@ -396,7 +396,8 @@ pub fn crc32c(data: &[u8]) -> u32 {
     !crc
 }
 
-fn put_varint(out: &mut Vec<u8>, v: i64) {
+/// Appends `v` as a Kafka varint (zigzag, 7 bits a byte).
+pub fn put_varint(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {
         out.push((z as u8) | 0x80);
@@ -405,8 +406,59 @@ fn put_varint(out: &mut Vec<u8>, v: i64) {
     out.push(z as u8);
 }
 
-/// One RecordBatch v2 holding `count` uncompressed records ("raw-0", "raw-1", ...), built
-/// byte by byte as the Kafka spec lays it out.
+/// One record of a hand-built batch: key, value, timestamp.
+pub type RawRecord<'a> = (Option<&'a [u8]>, &'a [u8], i64);
+
+/// Producer fields of a batch (id, epoch, base sequence); all -1: not idempotent.
+pub const NO_PRODUCER: (i64, i16, i32) = (-1, -1, -1);
+
+/// One uncompressed RecordBatch v2 of `records`, built byte by byte as the Kafka spec lays
+/// it out, CRC included.
+pub fn build_batch(records: &[RawRecord], producer: (i64, i16, i32)) -> bytes::Bytes {
+    let base_ts = records.first().map_or(0, |r| r.2);
+    let max_ts = records.iter().map(|r| r.2).max().unwrap_or(base_ts);
+    let mut body = Vec::new();
+    for (i, (key, value, ts)) in records.iter().enumerate() {
+        let mut r = vec![0u8]; // attributes
+        put_varint(&mut r, ts - base_ts);
+        put_varint(&mut r, i as i64); // offset delta
+        match key {
+            Some(k) => {
+                put_varint(&mut r, k.len() as i64);
+                r.extend_from_slice(k);
+            }
+            None => put_varint(&mut r, -1),
+        }
+        put_varint(&mut r, value.len() as i64);
+        r.extend_from_slice(value);
+        put_varint(&mut r, 0); // no headers
+        put_varint(&mut body, r.len() as i64);
+        body.extend_from_slice(&r);
+    }
+    let count = records.len() as i32;
+    let (producer_id, epoch, base_sequence) = producer;
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i64.to_be_bytes()); // base offset
+    b.extend_from_slice(&((49 + body.len()) as i32).to_be_bytes()); // batch length
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+    b.push(2); // magic
+    b.extend_from_slice(&0u32.to_be_bytes()); // crc, below
+    b.extend_from_slice(&0i16.to_be_bytes()); // attributes
+    b.extend_from_slice(&(count - 1).to_be_bytes()); // last offset delta
+    b.extend_from_slice(&base_ts.to_be_bytes());
+    b.extend_from_slice(&max_ts.to_be_bytes());
+    b.extend_from_slice(&producer_id.to_be_bytes());
+    b.extend_from_slice(&epoch.to_be_bytes());
+    b.extend_from_slice(&base_sequence.to_be_bytes());
+    b.extend_from_slice(&count.to_be_bytes());
+    b.extend_from_slice(&body);
+    let crc = crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes::Bytes::from(b)
+}
+
+/// One RecordBatch v2 holding `count` uncompressed records ("raw-0", "raw-1", ...) with
+/// null keys and timestamps one millisecond apart.
 pub fn record_batch(
     count: i32,
     producer_id: i64,
@@ -414,37 +466,13 @@ pub fn record_batch(
     base_sequence: i32,
 ) -> bytes::BytesMut {
     let base_timestamp = 1_700_000_000_000i64;
-    let mut records = Vec::new();
-    for i in 0..count {
-        let mut r = vec![0u8]; // attributes
-        put_varint(&mut r, i as i64); // timestamp delta
-        put_varint(&mut r, i as i64); // offset delta
-        put_varint(&mut r, -1); // null key
-        let value = format!("raw-{i}");
-        put_varint(&mut r, value.len() as i64);
-        r.extend_from_slice(value.as_bytes());
-        put_varint(&mut r, 0); // no headers
-        put_varint(&mut records, r.len() as i64);
-        records.extend_from_slice(&r);
-    }
-    let mut b = Vec::new();
-    b.extend_from_slice(&0i64.to_be_bytes()); // base offset
-    b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes()); // batch length
-    b.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
-    b.push(2); // magic
-    b.extend_from_slice(&0u32.to_be_bytes()); // crc, below
-    b.extend_from_slice(&0i16.to_be_bytes()); // attributes
-    b.extend_from_slice(&(count - 1).to_be_bytes()); // last offset delta
-    b.extend_from_slice(&base_timestamp.to_be_bytes());
-    b.extend_from_slice(&(base_timestamp + count as i64 - 1).to_be_bytes());
-    b.extend_from_slice(&producer_id.to_be_bytes());
-    b.extend_from_slice(&epoch.to_be_bytes());
-    b.extend_from_slice(&base_sequence.to_be_bytes());
-    b.extend_from_slice(&count.to_be_bytes());
-    b.extend_from_slice(&records);
-    let crc = crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    bytes::BytesMut::from(&b[..])
+    let values: Vec<String> = (0..count).map(|i| format!("raw-{i}")).collect();
+    let records: Vec<RawRecord> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (None, v.as_bytes(), base_timestamp + i as i64))
+        .collect();
+    bytes::BytesMut::from(&build_batch(&records, (producer_id, epoch, base_sequence))[..])
 }
 
 pub fn produce_request(

@@ -7,50 +7,14 @@ use rdkafka::Message;
 
 use crate::harness::*;
 
-/// One uncompressed RecordBatch v2 with a single record holding `value`.
+/// One uncompressed RecordBatch v2 with a single record holding `value`; idempotent when
+/// `producer_id >= 0` (epoch 0).
 fn value_batch(value: &[u8], producer_id: i64, base_sequence: i32) -> bytes::Bytes {
-    let mut record = vec![0u8]; // attributes
-    record.push(0); // timestamp delta (varint 0)
-    record.push(0); // offset delta
-    record.push(1); // key length -1 (zigzag varint)
-    put_varint(&mut record, value.len() as i64);
-    record.extend_from_slice(value);
-    record.push(0); // no headers
-    let mut records = Vec::new();
-    put_varint(&mut records, record.len() as i64);
-    records.extend_from_slice(&record);
-    let ts = 1_700_000_000_000i64;
-    let mut b = Vec::new();
-    b.extend_from_slice(&0i64.to_be_bytes());
-    b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
-    b.extend_from_slice(&(-1i32).to_be_bytes());
-    b.push(2);
-    b.extend_from_slice(&0u32.to_be_bytes());
-    b.extend_from_slice(&0i16.to_be_bytes());
-    b.extend_from_slice(&0i32.to_be_bytes()); // last offset delta
-    b.extend_from_slice(&ts.to_be_bytes());
-    b.extend_from_slice(&ts.to_be_bytes());
-    b.extend_from_slice(&producer_id.to_be_bytes());
-    b.extend_from_slice(&0i16.to_be_bytes()); // epoch
-    b.extend_from_slice(&base_sequence.to_be_bytes());
-    b.extend_from_slice(&1i32.to_be_bytes());
-    b.extend_from_slice(&records);
-    let crc = crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    bytes::Bytes::from(b)
-}
-
-fn put_varint(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    loop {
-        let byte = (z & 0x7f) as u8;
-        z >>= 7;
-        if z == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
+    let epoch = if producer_id >= 0 { 0 } else { -1 };
+    build_batch(
+        &[(None, value, 1_700_000_000_000)],
+        (producer_id, epoch, base_sequence),
+    )
 }
 
 fn dir_bytes(path: &Path) -> u64 {
