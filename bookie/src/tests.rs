@@ -17,6 +17,7 @@ fn config(dir: &Path) -> BookieConfig {
         checkpoint_interval: Duration::from_secs(3600),
         journal_group_max_bytes: 1 << 20,
         write_cache_max_bytes: 64 << 20,
+        ledger_cache_max: 10_000,
     }
 }
 
@@ -708,6 +709,7 @@ fn crash_config(dir: &Path) -> BookieConfig {
         checkpoint_interval: Duration::from_millis(20),
         journal_group_max_bytes: 64 * 1024,
         write_cache_max_bytes: 1 << 20,
+        ledger_cache_max: 10_000,
     }
 }
 
