@@ -32,7 +32,9 @@
 //! ```
 //!
 //! A deleted ledger keeps this record as a tombstone (30 bytes, no entries) so that a
-//! late add from a zombie writer cannot resurrect it.
+//! late add from a zombie writer cannot resurrect it. The index is the source of truth
+//! for these records; memory holds a `LedgerState` only while the ledger is hot (see
+//! the ledger-state cache in `state.rs`).
 
 use std::collections::BTreeMap;
 

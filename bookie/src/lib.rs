@@ -27,7 +27,8 @@
 //! - `journal.rs` — journal files: group write + `fdatasync`, rolling, replay, torn-tail truncation.
 //! - `committer.rs` — the group-commit thread that owns the journal.
 //! - `state.rs` — in-memory state, the queue in front of the journal, and `apply`, used both
-//!   live and on replay.
+//!   live and on replay; the ledger-state cache (hot ledgers in memory, cold ones only in
+//!   the index, loaded on demand, evicted by checkpoints).
 //! - `ledger.rs` — per-ledger fence/delete flags, last-add-confirmed, running max timestamp.
 //! - `write_cache.rs` — entries durable in the journal but not yet in an entry log.
 //! - `entry_log.rs` — entry log files: append, roll, positioned reads, space accounting.
@@ -41,13 +42,23 @@
 //!
 //! On disk, under `data_dir`: `journal/<id>.jnl`, `entrylogs/<id>.log`, `index/` (sled).
 //!
+//! # Memory per ledger
+//!
+//! The index holds every ledger's state (flags, LACs; a 30-byte tombstone once deleted).
+//! Memory holds only hot ones: a ledger's state is loaded from the index on first use and
+//! dropped by the checkpoint after the one that found it unused and fully checkpointed
+//! (see `state.rs`), so a closed or deleted ledger costs nothing in memory once cold, and
+//! open loads only the states that journal replay touches. [`BookieStats::cached_ledgers`]
+//! and the `stratalog_bookie_cached_ledger_states` gauge show how many are in memory.
+//!
 //! # Threads
 //!
 //! Two OS threads per bookie: the committer (journal writes and `fdatasync`) and the
 //! checkpointer. Reads that miss the write cache run on tokio's blocking pool. The async
 //! methods never block a worker thread on disk I/O; the synchronous lookups
-//! (`find_entry_by_*`, `last_add_confirmed`, `ledgers`) touch only memory and sled's
-//! in-memory cache.
+//! (`find_entry_by_*`, `last_add_confirmed`, `writer_lac`) touch only memory and sled's
+//! in-memory cache (a cold ledger's state is one sled point lookup), and `ledgers` scans
+//! the index's ledger keys.
 
 mod checkpoint;
 mod committer;
@@ -566,7 +577,8 @@ impl Bookie {
     /// dead are unlinked by the next checkpoint (at most `checkpoint_interval` later; call
     /// [`Bookie::checkpoint`] to force it). Entry logs are not compacted: a file shared with
     /// live ledgers keeps its space until they are deleted too. A deleted ledger id stays
-    /// as a 22-byte tombstone so late adds cannot resurrect it. Idempotent; deleting an
+    /// as a 30-byte tombstone in the index (in memory only while hot), so a late add from
+    /// a zombie writer cannot resurrect it. Idempotent; deleting an
     /// unknown ledger just records the tombstone.
     pub async fn delete_ledger(&self, ledger_id: u64) -> Result<(), BookieError> {
         let inner = &*self.inner;
