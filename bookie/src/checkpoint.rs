@@ -11,7 +11,8 @@
 //! 3. build one sled batch — entry locations, offset and time index points, ledger
 //!    states, removal of deleted ledgers' keys, entry log byte counters, and `P` — and
 //!    apply it atomically, then flush sled;
-//! 4. drop the flushing generation (readers now find those entries through the index);
+//! 4. drop the flushing generation (readers now find those entries through the index),
+//!    and evict the ledger states that are cold and exactly in the index (state.rs);
 //! 5. unlink entry log files with no live bytes left and journal files before `P`.
 //!
 //! A crash anywhere before step 3 completes leaves the index at the previous checkpoint
@@ -21,7 +22,8 @@
 //!
 //! Triggers: every `checkpoint_interval`, when the active generation reaches half of
 //! `write_cache_max_bytes`, on [`crate::Bookie::checkpoint`], at open (after replay) and
-//! at shutdown. An idle checkpoint (nothing changed) does nothing.
+//! at shutdown, and when `ledger_cache_max` ledgers changed since the last one. An idle
+//! checkpoint (nothing changed) only evicts cold ledger states.
 //!
 //! A failed checkpoint puts the bookie in the failed state (writes refused; the flushing
 //! generation stays in memory so reads keep working): retrying on top of an entry log
@@ -97,24 +99,37 @@ impl Checkpointer {
                 && st.pending_deletes.is_empty()
                 && Some(st.applied) == self.last
             {
+                // Idle, and the index is as of the last checkpoint: cold states can
+                // still go (e.g. ones loaded by reads).
+                let evicted = st.evict_cold(inner.config.ledger_cache_max);
+                let cached = st.cached_ledgers();
+                drop(st);
+                self.report_cache(inner, cached, evicted);
                 return Ok(());
             }
-            let gen = Arc::new(std::mem::take(&mut st.active));
-            st.flushing = gen.clone();
-            let dirty: Vec<u64> = st.dirty.drain().collect();
-            let ledger_states: Vec<(u64, Vec<u8>)> = dirty
-                .into_iter()
-                .filter_map(|id| st.ledgers.get(&id).map(|l| (id, l.encode())))
-                .collect();
-            let deletes = std::mem::take(&mut st.pending_deletes);
+            // Lookups first (they could fail on an index error), changes after. Dirty
+            // states and those with cached entries are never evicted, so these lookups
+            // find them in memory; the accessor would load them if not.
+            let dirty: Vec<u64> = st.dirty.iter().copied().collect();
+            let mut ledger_states: Vec<(u64, Vec<u8>)> = Vec::with_capacity(dirty.len());
+            for id in dirty {
+                if let Some(l) = st.ledger_untouched(id)? {
+                    ledger_states.push((id, l.encode()));
+                }
+            }
             // Entries of ledgers deleted (or being deleted) are not copied. A ledger
             // deleted after this point is copied and then cleaned by the next checkpoint.
-            let skip: HashSet<u64> = gen
-                .ledgers
-                .keys()
-                .filter(|id| st.ledgers.get(id).is_none_or(|l| l.is_deleted()))
-                .copied()
-                .collect();
+            let cached: Vec<u64> = st.active.ledgers.keys().copied().collect();
+            let mut skip: HashSet<u64> = HashSet::new();
+            for id in cached {
+                if st.ledger_untouched(id)?.is_none_or(|l| l.is_deleted()) {
+                    skip.insert(id);
+                }
+            }
+            st.dirty.clear();
+            let gen = Arc::new(std::mem::take(&mut st.active));
+            st.flushing = gen.clone();
+            let deletes = std::mem::take(&mut st.pending_deletes);
             (gen, ledger_states, deletes, skip, st.applied)
         };
 
@@ -191,11 +206,12 @@ impl Checkpointer {
         let committed = started.elapsed();
 
         // 4. The index now has everything: drop the flushing generation.
-        let (ledgers, fenced, cache_bytes) = {
+        // Then drop the ledger states that are cold and now exactly in the index.
+        let (cached, evicted, cache_bytes) = {
             let mut st = inner.state.lock();
             st.flushing = Arc::new(CacheGen::default());
-            let (n, f) = st.ledger_counts();
-            (n, f, st.active.bytes)
+            let evicted = st.evict_cold(inner.config.ledger_cache_max);
+            (st.cached_ledgers(), evicted, st.active.bytes)
         };
         inner.space.notify_waiters();
         let (entries, bytes) = (items.len(), gen.bytes);
@@ -214,8 +230,7 @@ impl Checkpointer {
         m.checkpoints.inc();
         m.checkpoint_seconds
             .observe(started.elapsed().as_secs_f64());
-        m.ledgers.set(ledgers as i64);
-        m.fenced_ledgers.set(fenced as i64);
+        self.report_cache(inner, cached, evicted);
         m.write_cache_bytes.set(cache_bytes as i64);
         m.entry_logs_deleted.inc_by(dead.len() as u64);
         inner
@@ -234,6 +249,8 @@ impl Checkpointer {
             entries,
             bytes,
             ledgers_changed = ledger_states.len(),
+            ledger_states_evicted = evicted,
+            ledger_states_cached = cached,
             journals_removed,
             write_ms = written.as_millis() as u64,
             sync_ms = (synced - written).as_millis() as u64,
@@ -243,6 +260,15 @@ impl Checkpointer {
             "checkpoint done"
         );
         Ok(())
+    }
+}
+
+impl Checkpointer {
+    fn report_cache(&self, inner: &Inner, cached: usize, evicted: usize) {
+        inner.metrics.cached_ledgers.set(cached as i64);
+        if evicted > 0 {
+            debug!(evicted, cached, "ledger states evicted");
+        }
     }
 }
 

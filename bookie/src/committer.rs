@@ -28,6 +28,7 @@ use crate::{BookieError, Inner};
 pub(crate) fn run(inner: Arc<Inner>, mut journal: JournalWriter) {
     let group_max = inner.config.journal_group_max_bytes;
     let cache_trigger = inner.config.write_cache_max_bytes / 2;
+    let dirty_trigger = inner.config.ledger_cache_max.max(1);
     let mut group: Vec<Request> = Vec::new();
     let mut frames: Vec<u8> = Vec::new();
     let mut frame_ends: Vec<usize> = Vec::new();
@@ -125,7 +126,8 @@ pub(crate) fn run(inner: Arc<Inner>, mut journal: JournalWriter) {
                 replies.push((r.reply, res));
             }
             st.applied = journal.position();
-            st.active.bytes >= cache_trigger
+            // Changed ledger states stay in memory until a checkpoint writes them.
+            st.active.bytes >= cache_trigger || st.dirty.len() >= dirty_trigger
         };
         for (reply, res) in replies.drain(..) {
             let _ = reply.send(res); // the caller may have given up waiting; fine

@@ -25,6 +25,12 @@ pub struct BookieConfig {
     /// checkpoint starts when the filling generation reaches half of this, and adds wait
     /// while both together exceed it. Default 64 MiB.
     pub write_cache_max_bytes: usize,
+    /// Ledger states kept in memory. States of ledgers unused for a checkpoint interval
+    /// are dropped anyway (the index keeps them); above this many, a checkpoint also drops
+    /// recently used ones that are safe to drop, and the committer starts a checkpoint
+    /// once this many ledgers changed since the last one. About 150 bytes per state.
+    /// Default 10,000.
+    pub ledger_cache_max: usize,
 }
 
 impl Default for BookieConfig {
@@ -36,6 +42,7 @@ impl Default for BookieConfig {
             checkpoint_interval: Duration::from_secs(10),
             journal_group_max_bytes: 4 * 1024 * 1024,
             write_cache_max_bytes: 64 * 1024 * 1024,
+            ledger_cache_max: 10_000,
         }
     }
 }

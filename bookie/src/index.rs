@@ -124,13 +124,15 @@ fn corrupt(what: &str) -> BookieError {
     BookieError::Index(format!("undecodable {what}"))
 }
 
-/// What [`Index::load`] finds at open.
+/// What [`Index::load`] finds at open. Ledger states are not loaded: they are read one
+/// at a time, when a ledger is first used ([`Index::ledger_state`]).
 pub(crate) struct Loaded {
     pub checkpoint: Option<JournalPos>,
-    pub ledgers: HashMap<u64, LedgerState>,
     pub files: HashMap<u64, FileStats>,
 }
 
+/// Cheap to clone: clones share one sled database.
+#[derive(Clone)]
 pub(crate) struct Index {
     db: sled::Db,
     dir: PathBuf,
@@ -174,14 +176,6 @@ impl Index {
             }),
             Some(_) => return Err(corrupt("checkpoint")),
         };
-        let mut ledgers = HashMap::new();
-        for kv in self.db.scan_prefix([TAG_LEDGER]) {
-            let (k, v) = kv?;
-            let id = be_u64(&k, 1).ok_or_else(|| corrupt("ledger key"))?;
-            let st = LedgerState::decode(&v)
-                .ok_or_else(|| BookieError::Index(format!("undecodable state of ledger {id}")))?;
-            ledgers.insert(id, st);
-        }
         let mut files = HashMap::new();
         for kv in self.db.scan_prefix([TAG_FILE]) {
             let (k, v) = kv?;
@@ -191,11 +185,32 @@ impl Index {
             };
             files.insert(id, FileStats { total, live });
         }
-        Ok(Loaded {
-            checkpoint,
-            ledgers,
-            files,
-        })
+        Ok(Loaded { checkpoint, files })
+    }
+
+    /// The checkpointed state of one ledger (tombstones included), `None` if the index
+    /// has never recorded it. One point lookup of a 9-byte key.
+    pub fn ledger_state(&self, ledger_id: u64) -> Result<Option<LedgerState>, BookieError> {
+        match self.db.get(key_ledger(TAG_LEDGER, ledger_id))? {
+            None => Ok(None),
+            Some(v) => LedgerState::decode(&v).map(Some).ok_or_else(|| {
+                BookieError::Index(format!("undecodable state of ledger {ledger_id}"))
+            }),
+        }
+    }
+
+    /// Every ledger id with a state in the index, with whether it is a tombstone, in id
+    /// order. Reads only the flags byte of each value.
+    pub fn scan_ledgers(&self) -> Result<Vec<(u64, bool)>, BookieError> {
+        let mut out = Vec::new();
+        for kv in self.db.scan_prefix([TAG_LEDGER]) {
+            let (k, v) = kv?;
+            let id = be_u64(&k, 1).ok_or_else(|| corrupt("ledger key"))?;
+            let deleted = LedgerState::encoded_is_deleted(&v)
+                .ok_or_else(|| BookieError::Index(format!("undecodable state of ledger {id}")))?;
+            out.push((id, deleted));
+        }
+        Ok(out)
     }
 
     pub fn location(&self, ledger_id: u64, entry_id: u64) -> Result<Option<Location>, BookieError> {

@@ -32,7 +32,9 @@
 //! ```
 //!
 //! A deleted ledger keeps this record as a tombstone (30 bytes, no entries) so that a
-//! late add from a zombie writer cannot resurrect it.
+//! late add from a zombie writer cannot resurrect it. The index is the source of truth
+//! for these records; memory holds a `LedgerState` only while the ledger is hot (see
+//! the ledger-state cache in `state.rs`).
 
 use std::collections::BTreeMap;
 
@@ -57,8 +59,8 @@ pub(crate) struct LedgerState {
     /// Highest piggybacked LAC queued for the journal (not persisted): a Lac record is
     /// queued only when an add raises it.
     pub writer_lac_queued: Option<u64>,
-    /// Changed since the last checkpoint captured it.
-    pub dirty: bool,
+    /// Accessed since the last checkpoint that considered evicting it. Not persisted.
+    pub touched: bool,
 }
 
 impl LedgerState {
@@ -78,11 +80,13 @@ impl LedgerState {
         self.writer_lac
     }
 
-    /// Applies a durable Lac record.
-    pub fn raise_writer_lac(&mut self, lac: u64) {
+    /// Applies a durable Lac record. Returns whether it changed the state.
+    pub fn raise_writer_lac(&mut self, lac: u64) -> bool {
         if self.writer_lac.is_none_or(|w| lac > w) {
             self.writer_lac = Some(lac);
-            self.dirty = true;
+            true
+        } else {
+            false
         }
     }
 
@@ -97,7 +101,6 @@ impl LedgerState {
         if self.contains(entry_id) {
             return false;
         }
-        self.dirty = true;
         let next = match self.lac {
             None => 0,
             Some(l) => l + 1, // l < entry_id <= u64::MAX, so no overflow
@@ -131,7 +134,6 @@ impl LedgerState {
         self.lac = None;
         self.above.clear();
         self.writer_lac = None;
-        self.dirty = true;
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -149,6 +151,15 @@ impl LedgerState {
         let wlac1 = self.writer_lac.map_or(0, |l| l.wrapping_add(1));
         v.extend_from_slice(&wlac1.to_be_bytes());
         v
+    }
+
+    /// Whether an encoded state (as stored in the index) is a tombstone, without decoding
+    /// the rest. `None` if it is not a state record at all.
+    pub fn encoded_is_deleted(b: &[u8]) -> Option<bool> {
+        match b {
+            [1 | 2, flags, ..] if b.len() >= 22 => Some(flags & 2 != 0),
+            _ => None,
+        }
     }
 
     pub fn decode(b: &[u8]) -> Option<LedgerState> {
@@ -189,7 +200,7 @@ impl LedgerState {
             above,
             writer_lac,
             writer_lac_queued: None,
-            dirty: false,
+            touched: false,
         })
     }
 }

@@ -27,7 +27,8 @@
 //! - `journal.rs` — journal files: group write + `fdatasync`, rolling, replay, torn-tail truncation.
 //! - `committer.rs` — the group-commit thread that owns the journal.
 //! - `state.rs` — in-memory state, the queue in front of the journal, and `apply`, used both
-//!   live and on replay.
+//!   live and on replay; the ledger-state cache (hot ledgers in memory, cold ones only in
+//!   the index, loaded on demand, evicted by checkpoints).
 //! - `ledger.rs` — per-ledger fence/delete flags, last-add-confirmed, running max timestamp.
 //! - `write_cache.rs` — entries durable in the journal but not yet in an entry log.
 //! - `entry_log.rs` — entry log files: append, roll, positioned reads, space accounting.
@@ -41,13 +42,23 @@
 //!
 //! On disk, under `data_dir`: `journal/<id>.jnl`, `entrylogs/<id>.log`, `index/` (sled).
 //!
+//! # Memory per ledger
+//!
+//! The index holds every ledger's state (flags, LACs; a 30-byte tombstone once deleted).
+//! Memory holds only hot ones: a ledger's state is loaded from the index on first use and
+//! dropped by the checkpoint after the one that found it unused and fully checkpointed
+//! (see `state.rs`), so a closed or deleted ledger costs nothing in memory once cold, and
+//! open loads only the states that journal replay touches. [`BookieStats::cached_ledgers`]
+//! and the `stratalog_bookie_cached_ledger_states` gauge show how many are in memory.
+//!
 //! # Threads
 //!
 //! Two OS threads per bookie: the committer (journal writes and `fdatasync`) and the
 //! checkpointer. Reads that miss the write cache run on tokio's blocking pool. The async
 //! methods never block a worker thread on disk I/O; the synchronous lookups
-//! (`find_entry_by_*`, `last_add_confirmed`, `ledgers`) touch only memory and sled's
-//! in-memory cache.
+//! (`find_entry_by_*`, `last_add_confirmed`, `writer_lac`) touch only memory and sled's
+//! in-memory cache (a cold ledger's state is one sled point lookup), and `ledgers` scans
+//! the index's ledger keys.
 
 mod checkpoint;
 mod committer;
@@ -125,6 +136,11 @@ pub struct BookieStats {
     /// Entries and bytes now in the write cache (both generations).
     pub write_cache_entries: usize,
     pub write_cache_bytes: usize,
+    /// Ledger states in memory now (the hot ones; the index holds all of them).
+    pub cached_ledgers: usize,
+    /// Ledger states read back from the index on a miss, and dropped from memory, since open.
+    pub ledger_loads: u64,
+    pub ledger_evictions: u64,
 }
 
 pub(crate) struct Dirs {
@@ -166,7 +182,8 @@ impl Inner {
     }
 
     /// Queues a record for the committer. Must be called with the state locked, after
-    /// the admission checks, so that checks and queue order agree.
+    /// the admission checks, so that checks and queue order agree. The record counts as
+    /// pending for its ledger (which keeps the ledger's state in memory) until applied.
     fn enqueue(
         &self,
         st: &mut State,
@@ -174,6 +191,7 @@ impl Inner {
     ) -> oneshot::Receiver<Result<Option<u64>, BookieError>> {
         let (reply, rx) = oneshot::channel();
         st.queue_bytes += record.journal_len();
+        st.note_pending(record.ledger_id());
         st.queue.push_back(Request { record, reply });
         self.journal_cv.notify_one();
         rx
@@ -334,7 +352,7 @@ impl Bookie {
             {
                 let mut st = inner.state.lock();
                 st.check_writable()?;
-                if let Some(l) = st.ledgers.get(&ledger_id) {
+                if let Some(l) = st.ledger(ledger_id)? {
                     if l.is_deleted() {
                         return Err(BookieError::LedgerDeleted { ledger_id });
                     }
@@ -348,7 +366,7 @@ impl Bookie {
                 // Backpressure: the write cache holds everything not yet checkpointed.
                 if st.active.bytes + st.flushing.bytes + st.queue_bytes < cache_max {
                     if let Some(lac) = writer_lac {
-                        let l = st.ledgers.entry(ledger_id).or_default();
+                        let l = st.ledger_or_create(ledger_id)?;
                         let known = l.writer_lac().max(l.writer_lac_queued);
                         if known.is_none_or(|k| lac > k) {
                             l.writer_lac_queued = Some(lac);
@@ -479,8 +497,8 @@ impl Bookie {
         // Memory before index: an entry moves cache -> index (index written first), so
         // looking in this order cannot miss one that is being moved.
         let mem = {
-            let st = inner.state.lock();
-            Self::check_readable(&st, ledger_id)?;
+            let mut st = inner.state.lock();
+            st.readable(ledger_id)?;
             let a = st.active.find_by_offset(ledger_id, offset);
             let b = st.flushing.find_by_offset(ledger_id, offset);
             a.into_iter().chain(b).min()
@@ -503,8 +521,8 @@ impl Bookie {
     ) -> Result<Option<u64>, BookieError> {
         let inner = &*self.inner;
         let mem = {
-            let st = inner.state.lock();
-            Self::check_readable(&st, ledger_id)?;
+            let mut st = inner.state.lock();
+            st.readable(ledger_id)?;
             let a = st.active.find_by_time(ledger_id, timestamp);
             let b = st.flushing.find_by_time(ledger_id, timestamp);
             a.into_iter().chain(b).min()
@@ -520,26 +538,16 @@ impl Bookie {
     /// The highest id such that entries `0..=id` are all durable here; `None` if the
     /// ledger has no entry 0.
     pub fn last_add_confirmed(&self, ledger_id: u64) -> Result<Option<u64>, BookieError> {
-        let st = self.inner.state.lock();
-        Self::check_readable(&st, ledger_id)?;
-        Ok(st.ledgers.get(&ledger_id).and_then(|l| l.lac()))
+        let mut st = self.inner.state.lock();
+        Ok(st.readable(ledger_id)?.lac())
     }
 
     /// The highest last-add-confirmed the writer piggybacked on an add durable here:
     /// every entry up to it was acknowledged by the writer's ack quorum. Read it after
     /// [`Bookie::fence`] returns to know what recovery need not re-replicate.
     pub fn writer_lac(&self, ledger_id: u64) -> Result<Option<u64>, BookieError> {
-        let st = self.inner.state.lock();
-        Self::check_readable(&st, ledger_id)?;
-        Ok(st.ledgers.get(&ledger_id).and_then(|l| l.writer_lac()))
-    }
-
-    fn check_readable(st: &State, ledger_id: u64) -> Result<(), BookieError> {
-        match st.ledgers.get(&ledger_id) {
-            None => Err(BookieError::NoSuchLedger { ledger_id }),
-            Some(l) if l.is_deleted() => Err(BookieError::LedgerDeleted { ledger_id }),
-            Some(_) => Ok(()),
-        }
+        let mut st = self.inner.state.lock();
+        Ok(st.readable(ledger_id)?.writer_lac())
     }
 
     /// Fences the ledger (creating it if unknown) and returns its LAC. The fence is
@@ -550,7 +558,7 @@ impl Bookie {
         let rx = {
             let mut st = inner.state.lock();
             st.check_writable()?;
-            let l = st.ledgers.entry(ledger_id).or_default();
+            let l = st.ledger_or_create(ledger_id)?;
             if l.is_deleted() {
                 return Err(BookieError::LedgerDeleted { ledger_id });
             }
@@ -569,14 +577,15 @@ impl Bookie {
     /// dead are unlinked by the next checkpoint (at most `checkpoint_interval` later; call
     /// [`Bookie::checkpoint`] to force it). Entry logs are not compacted: a file shared with
     /// live ledgers keeps its space until they are deleted too. A deleted ledger id stays
-    /// as a 22-byte tombstone so late adds cannot resurrect it. Idempotent; deleting an
+    /// as a 30-byte tombstone in the index (in memory only while hot), so a late add from
+    /// a zombie writer cannot resurrect it. Idempotent; deleting an
     /// unknown ledger just records the tombstone.
     pub async fn delete_ledger(&self, ledger_id: u64) -> Result<(), BookieError> {
         let inner = &*self.inner;
         let rx = {
             let mut st = inner.state.lock();
             st.check_writable()?;
-            let l = st.ledgers.entry(ledger_id).or_default();
+            let l = st.ledger_or_create(ledger_id)?;
             if l.deleted {
                 return Ok(());
             }
@@ -587,16 +596,35 @@ impl Bookie {
     }
 
     /// Ids of the ledgers stored here (not deleted), sorted.
+    ///
+    /// Scans the index (where every ledger checkpointed so far has its state) without
+    /// holding the state lock, then overlays the cached states, which are the same or
+    /// newer (created, fenced or deleted since the last checkpoint). If states were
+    /// evicted meanwhile (a checkpoint ran), the scan may predate what they held, so it
+    /// is redone; after a few tries it runs under the lock.
     pub fn ledgers(&self) -> Result<Vec<u64>, BookieError> {
-        let st = self.inner.state.lock();
-        let mut ids: Vec<u64> = st
-            .ledgers
-            .iter()
-            .filter(|(_, l)| !l.is_deleted())
-            .map(|(id, _)| *id)
-            .collect();
-        ids.sort_unstable();
-        Ok(ids)
+        let inner = &*self.inner;
+        let merge = |scanned: Vec<(u64, bool)>, st: &State| {
+            let mut live: std::collections::BTreeMap<u64, bool> = scanned.into_iter().collect();
+            for (id, deleted) in st.cached_ids() {
+                live.insert(id, deleted);
+            }
+            live.into_iter()
+                .filter(|(_, deleted)| !deleted)
+                .map(|(id, _)| id)
+                .collect()
+        };
+        for _ in 0..3 {
+            let epoch = inner.state.lock().eviction_epoch;
+            let scanned = inner.index.scan_ledgers()?;
+            let st = inner.state.lock();
+            if st.eviction_epoch == epoch {
+                return Ok(merge(scanned, &st));
+            }
+        }
+        let st = inner.state.lock();
+        let scanned = inner.index.scan_ledgers()?;
+        Ok(merge(scanned, &st))
     }
 
     /// Runs a checkpoint now and waits for it: everything acknowledged before the call is
@@ -626,6 +654,9 @@ impl Bookie {
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
             write_cache_entries: st.active.entries + st.flushing.entries,
             write_cache_bytes: st.active.bytes + st.flushing.bytes,
+            cached_ledgers: st.cached_ledgers(),
+            ledger_loads: st.ledger_loads,
+            ledger_evictions: st.ledger_evictions,
         }
     }
 
@@ -708,8 +739,10 @@ fn open_blocking(config: BookieConfig) -> Result<Bookie, BookieError> {
         .map_or(1, |m| m + 1);
 
     // Replay the journal on top of the checkpointed state.
-    let mut state = State::new(loaded.ledgers);
+    // Ledger states are loaded on demand: replay reads those its records touch.
+    let mut state = State::new(index.clone());
     let (mut adds, mut fences, mut deletes) = (0u64, 0u64, 0u64);
+    let mut apply_error = None;
     let summary = journal::replay(&dirs.journal, loaded.checkpoint, |rec| {
         match &rec {
             Record::Add { .. } => adds += 1,
@@ -718,8 +751,17 @@ fn open_blocking(config: BookieConfig) -> Result<Bookie, BookieError> {
             Record::Lac { .. } => {}
         }
         // Refusals (an add journaled after its ledger's delete) are expected; ignore.
-        let _ = state.apply(rec);
+        // Anything else (the index failed to give a ledger's state) is fatal.
+        match state.apply(rec) {
+            Ok(_) | Err(BookieError::LedgerDeleted { .. }) => {}
+            Err(e) => {
+                apply_error.get_or_insert(e);
+            }
+        }
     })?;
+    if let Some(e) = apply_error {
+        return Err(e);
+    }
     if summary.truncated.is_some() {
         metrics.journal_truncations.inc();
     }
@@ -730,7 +772,7 @@ fn open_blocking(config: BookieConfig) -> Result<Bookie, BookieError> {
     let journal_writer =
         JournalWriter::create(&dirs.journal, journal_id, config.journal_max_bytes)?;
     state.applied = journal_writer.position();
-    let ledger_count = state.ledgers.len();
+    let ledger_count = state.cached_ledgers();
 
     let entry_log_writer = EntryLogWriter::new(
         dirs.entry_logs.clone(),
@@ -780,7 +822,7 @@ fn open_blocking(config: BookieConfig) -> Result<Bookie, BookieError> {
 
     info!(
         data_dir = ?inner.config.data_dir,
-        ledgers = ledger_count,
+        replayed_ledgers = ledger_count,
         replayed_journal_files = summary.files,
         replayed_records = summary.records,
         replayed_bytes = summary.bytes,

@@ -10,8 +10,9 @@
 //! | `stratalog_bookie_reads_total` | counter | entries returned by reads |
 //! | `stratalog_bookie_read_bytes_total` | counter | payload bytes returned by reads |
 //! | `stratalog_bookie_read_cache_hits_total` | counter | entries served from the write cache |
-//! | `stratalog_bookie_ledgers` | gauge | live (not deleted) ledgers, updated at each checkpoint |
-//! | `stratalog_bookie_fenced_ledgers` | gauge | live fenced ledgers, updated at each checkpoint |
+//! | `stratalog_bookie_cached_ledger_states` | gauge | ledger states in memory (hot ledgers; the index holds all), updated at each checkpoint tick |
+//! | `stratalog_bookie_ledger_state_loads_total` | counter | ledger states read back from the index on a cache miss |
+//! | `stratalog_bookie_ledger_state_evictions_total` | counter | cold ledger states dropped from memory |
 //! | `stratalog_bookie_checkpoints_total` | counter | checkpoints completed |
 //! | `stratalog_bookie_checkpoint_seconds` | histogram | checkpoint duration |
 //! | `stratalog_bookie_write_cache_bytes` | gauge | bytes in the write cache, updated at each checkpoint |
@@ -36,8 +37,9 @@ pub(crate) struct Metrics {
     pub reads: IntCounter,
     pub read_bytes: IntCounter,
     pub read_cache_hits: IntCounter,
-    pub ledgers: IntGauge,
-    pub fenced_ledgers: IntGauge,
+    pub cached_ledgers: IntGauge,
+    pub ledger_loads: IntCounter,
+    pub ledger_evictions: IntCounter,
     pub checkpoints: IntCounter,
     pub checkpoint_seconds: Histogram,
     pub write_cache_bytes: IntGauge,
@@ -108,10 +110,17 @@ pub(crate) fn metrics() -> &'static Metrics {
             "stratalog_bookie_read_cache_hits_total",
             "Entries read from the write cache rather than entry logs",
         ),
-        ledgers: gauge("stratalog_bookie_ledgers", "Live ledgers on this bookie"),
-        fenced_ledgers: gauge(
-            "stratalog_bookie_fenced_ledgers",
-            "Live fenced ledgers on this bookie",
+        cached_ledgers: gauge(
+            "stratalog_bookie_cached_ledger_states",
+            "Ledger states held in memory (hot ledgers); the index holds every ledger's state",
+        ),
+        ledger_loads: counter(
+            "stratalog_bookie_ledger_state_loads_total",
+            "Ledger states read back from the index on a cache miss",
+        ),
+        ledger_evictions: counter(
+            "stratalog_bookie_ledger_state_evictions_total",
+            "Cold ledger states dropped from memory (they stay in the index)",
         ),
         checkpoints: counter(
             "stratalog_bookie_checkpoints_total",

@@ -65,14 +65,12 @@ impl Inner {
         first: u64,
         max: usize,
     ) -> Result<Vec<Slot>, BookieError> {
-        let st = self.state.lock();
+        let mut guard = self.state.lock();
+        guard.readable(ledger_id)?; // loads the state if it is cold
+        let st = &*guard;
         let l = st
-            .ledgers
-            .get(&ledger_id)
+            .cached(ledger_id)
             .ok_or(BookieError::NoSuchLedger { ledger_id })?;
-        if l.is_deleted() {
-            return Err(BookieError::LedgerDeleted { ledger_id });
-        }
         let mut slots = Vec::new();
         for i in 0..max as u64 {
             let Some(entry_id) = first.checked_add(i) else {

@@ -17,6 +17,7 @@ fn config(dir: &Path) -> BookieConfig {
         checkpoint_interval: Duration::from_secs(3600),
         journal_group_max_bytes: 1 << 20,
         write_cache_max_bytes: 64 << 20,
+        ledger_cache_max: 10_000,
     }
 }
 
@@ -708,6 +709,7 @@ fn crash_config(dir: &Path) -> BookieConfig {
         checkpoint_interval: Duration::from_millis(20),
         journal_group_max_bytes: 64 * 1024,
         write_cache_max_bytes: 1 << 20,
+        ledger_cache_max: 10_000,
     }
 }
 
@@ -797,4 +799,472 @@ fn kill_9_mid_write_loses_no_acknowledged_entry() {
         }
         b.shutdown().await;
     });
+}
+
+// ---- Ledger-state cache: cold ledgers leave memory and come back right ----
+
+/// Entries of the cold-ledger tests: `ENTRIES` per ledger, piggybacking a writer LAC
+/// one behind, so `writer_lac == ENTRIES - 2` once all are in.
+const ENTRIES: u64 = 3;
+
+async fn fill_ledger(b: &Bookie, ledger_id: u64) {
+    for e in 0..ENTRIES {
+        let lac = e.checked_sub(1);
+        b.add_entry_with_lac(ledger_id, e, meta(e), payload(ledger_id, e, 50), false, lac)
+            .await
+            .unwrap();
+    }
+}
+
+/// Ledger `l` of the cold tests: `l % 3 == 0` fenced, `1` deleted, `2` left open.
+fn kind(l: u64) -> u64 {
+    l % 3
+}
+
+/// Everything a reader can ask of a live ledger filled by [`fill_ledger`].
+async fn assert_live_ledger(b: &Bookie, l: u64) {
+    assert_eq!(
+        b.last_add_confirmed(l).unwrap(),
+        Some(ENTRIES - 1),
+        "LAC of {l}"
+    );
+    assert_eq!(
+        b.writer_lac(l).unwrap(),
+        Some(ENTRIES - 2),
+        "writer LAC of {l}"
+    );
+    for e in 0..ENTRIES {
+        assert_entry(b, l, e, 50).await;
+    }
+    let got = b.read_entries(l, 0, 100, usize::MAX).await.unwrap();
+    assert_eq!(got.len() as u64, ENTRIES);
+    assert_eq!(
+        b.find_entry_by_offset(l, 15).unwrap(),
+        Some(1),
+        "offset of {l}"
+    );
+    assert_eq!(
+        b.find_entry_by_offset(l, 10 * ENTRIES as i64).unwrap(),
+        None
+    );
+    assert_eq!(
+        b.find_entry_by_timestamp(l, 1_001).unwrap(),
+        Some(1),
+        "time of {l}"
+    );
+    assert_eq!(
+        b.find_entry_by_timestamp(l, 1_000 + ENTRIES as i64)
+            .unwrap(),
+        None
+    );
+}
+
+async fn assert_deleted_ledger(b: &Bookie, l: u64) {
+    fn deleted<T>(r: Result<T, BookieError>) -> bool {
+        matches!(r, Err(BookieError::LedgerDeleted { .. }))
+    }
+    assert!(deleted(add(b, l, ENTRIES, 10).await), "add to deleted {l}");
+    assert!(deleted(
+        b.add_entry(l, 0, meta(0), payload(l, 0, 50), true).await
+    ));
+    assert!(deleted(b.read_entry(l, 0).await), "read of deleted {l}");
+    assert!(deleted(b.last_add_confirmed(l)));
+    assert!(deleted(b.writer_lac(l)));
+    assert!(deleted(b.find_entry_by_offset(l, 0)));
+    assert!(deleted(b.fence(l).await));
+    b.delete_ledger(l).await.unwrap(); // idempotent
+}
+
+/// Two checkpoints: the first writes the states and clears `touched`, the second
+/// (idle) evicts what nobody used in between.
+async fn checkpoint_twice(b: &Bookie) {
+    b.checkpoint().await.unwrap();
+    b.checkpoint().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_ledgers_are_evicted_and_reload_with_fences_tombstones_and_indexes() {
+    const N: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let b = Bookie::open(config(dir.path())).await.unwrap();
+    for l in 0..N {
+        fill_ledger(&b, l).await;
+        match kind(l) {
+            0 => assert_eq!(b.fence(l).await.unwrap(), Some(ENTRIES - 1)),
+            1 => b.delete_ledger(l).await.unwrap(),
+            _ => {}
+        }
+    }
+    assert!(
+        b.stats().cached_ledgers >= N as usize,
+        "all hot before a checkpoint"
+    );
+    checkpoint_twice(&b).await;
+    let s = b.stats();
+    assert_eq!(s.cached_ledgers, 0, "every ledger is cold and checkpointed");
+    assert!(s.ledger_evictions >= N, "{s:?}");
+
+    // Listing comes from the index, without loading anything.
+    let live: Vec<u64> = (0..N).filter(|l| kind(*l) != 1).collect();
+    assert_eq!(b.ledgers().unwrap(), live);
+    assert_eq!(b.stats().cached_ledgers, 0);
+
+    let loads_before = b.stats().ledger_loads;
+    for l in 0..N {
+        match kind(l) {
+            0 => {
+                // A cold fenced ledger is loaded as fenced, not taken for a new one.
+                assert!(matches!(
+                    add(&b, l, ENTRIES, 10).await,
+                    Err(BookieError::Fenced { .. })
+                ));
+                assert_eq!(b.fence(l).await.unwrap(), Some(ENTRIES - 1), "re-fence {l}");
+                assert_live_ledger(&b, l).await;
+            }
+            1 => assert_deleted_ledger(&b, l).await,
+            _ => assert_live_ledger(&b, l).await,
+        }
+    }
+    assert!(
+        b.stats().ledger_loads >= loads_before + N,
+        "{:?}",
+        b.stats()
+    );
+    // Recovery adds still pass on a cold fenced ledger.
+    checkpoint_twice(&b).await;
+    assert_eq!(b.stats().cached_ledgers, 0);
+    b.add_entry(0, ENTRIES, meta(ENTRIES), payload(0, ENTRIES, 50), true)
+        .await
+        .unwrap();
+    assert_eq!(b.last_add_confirmed(0).unwrap(), Some(ENTRIES));
+    // A cold open ledger takes more entries and moves its LAC on.
+    checkpoint_twice(&b).await;
+    add(&b, 2, ENTRIES, 50).await.unwrap();
+    assert_eq!(b.last_add_confirmed(2).unwrap(), Some(ENTRIES));
+    assert_eq!(b.ledgers().unwrap(), live);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_and_reopen_with_evicted_ledgers_replays_on_demand() {
+    const N: u64 = 120;
+    let dir = tempfile::tempdir().unwrap();
+    let b = Bookie::open(config(dir.path())).await.unwrap();
+    for l in 0..N {
+        fill_ledger(&b, l).await;
+        match kind(l) {
+            0 => {
+                b.fence(l).await.unwrap();
+            }
+            1 => b.delete_ledger(l).await.unwrap(),
+            _ => {}
+        }
+    }
+    checkpoint_twice(&b).await;
+    assert_eq!(b.stats().cached_ledgers, 0);
+    // Journal-only changes to cold ledgers, then a crash (no final checkpoint).
+    // 200 is new; 2 gets an entry; 5 gets fenced; 8 deleted; 0 (fenced) a recovery add;
+    // 1 (deleted) a late add from a zombie, refused.
+    fill_ledger(&b, 200).await;
+    add(&b, 2, ENTRIES, 50).await.unwrap();
+    assert_eq!(b.fence(5).await.unwrap(), Some(ENTRIES - 1));
+    b.delete_ledger(8).await.unwrap();
+    b.add_entry(0, ENTRIES, meta(ENTRIES), payload(0, ENTRIES, 50), true)
+        .await
+        .unwrap();
+    assert!(matches!(
+        add(&b, 1, ENTRIES, 10).await,
+        Err(BookieError::LedgerDeleted { .. })
+    ));
+    drop(b);
+
+    let b = Bookie::open(config(dir.path())).await.unwrap();
+    let s = b.stats();
+    assert!(
+        s.cached_ledgers <= 6,
+        "open loads only the ledgers replay touched: {s:?}"
+    );
+    let mut live: Vec<u64> = (0..N).filter(|l| kind(*l) != 1 && *l != 8).collect();
+    live.push(200);
+    assert_eq!(b.ledgers().unwrap(), live);
+    assert_live_ledger(&b, 200).await;
+    assert_eq!(b.last_add_confirmed(2).unwrap(), Some(ENTRIES));
+    assert_entry(&b, 2, ENTRIES, 50).await;
+    assert_eq!(b.last_add_confirmed(0).unwrap(), Some(ENTRIES));
+    assert!(matches!(
+        add(&b, 5, ENTRIES, 10).await,
+        Err(BookieError::Fenced { ledger_id: 5 })
+    ));
+    assert_deleted_ledger(&b, 8).await;
+    for l in 0..N {
+        match kind(l) {
+            0 => assert!(matches!(
+                add(&b, l, ENTRIES + 1, 10).await,
+                Err(BookieError::Fenced { .. })
+            )),
+            1 => assert_deleted_ledger(&b, l).await,
+            _ if l == 8 => {}
+            _ => assert_eq!(b.writer_lac(l).unwrap(), Some(ENTRIES - 2)),
+        }
+    }
+    // Evicted again and reopened after a clean shutdown: still the same.
+    checkpoint_twice(&b).await;
+    assert_eq!(b.stats().cached_ledgers, 0);
+    b.shutdown().await;
+    drop(b);
+    let b = Bookie::open(config(dir.path())).await.unwrap();
+    assert_eq!(
+        b.stats().cached_ledgers,
+        0,
+        "nothing to replay, nothing loaded"
+    );
+    assert_eq!(b.ledgers().unwrap(), live);
+    assert!(matches!(
+        add(&b, 5, ENTRIES, 10).await,
+        Err(BookieError::Fenced { ledger_id: 5 })
+    ));
+    assert_deleted_ledger(&b, 8).await;
+    assert_live_ledger(&b, 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_ledger_states_stay_bounded_as_ledgers_accumulate() {
+    const N: u64 = 3_000;
+    const CAP: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.ledger_cache_max = CAP;
+    let b = Bookie::open(cfg).await.unwrap();
+    let mut peak = 0;
+    // Rolling ledgers: each gets a few entries and is never touched again, the way a
+    // broker rolls them. Between explicit checkpoints the committer starts one every
+    // CAP changed ledgers, so checkpoints keep up without being asked.
+    for l in 0..N {
+        let mut tasks = tokio::task::JoinSet::new();
+        for e in 0..2 {
+            let b = b.clone();
+            tasks.spawn(async move { add(&b, l, e, 100).await });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap().unwrap();
+        }
+        peak = peak.max(b.stats().cached_ledgers);
+    }
+    let s = b.stats();
+    assert!(
+        s.checkpoints >= N / CAP as u64 / 2,
+        "dirty-count trigger: {s:?}"
+    );
+    // Every ledger was dirty at most until the next checkpoint and cold after it; with
+    // a checkpoint every CAP new ledgers, the cache holds a few CAP at most.
+    assert!(
+        peak <= 4 * CAP,
+        "peak cached ledger states {peak} with cap {CAP}"
+    );
+    checkpoint_twice(&b).await;
+    assert_eq!(b.stats().cached_ledgers, 0);
+    assert_eq!(b.ledgers().unwrap().len() as u64, N);
+
+    // Reads of many cold ledgers load them; the cap bounds what stays.
+    for l in 0..1_000 {
+        assert_eq!(b.last_add_confirmed(l).unwrap(), Some(1));
+    }
+    assert_eq!(
+        b.stats().cached_ledgers,
+        1_000,
+        "loaded, used, not yet evictable"
+    );
+    b.checkpoint().await.unwrap();
+    assert!(b.stats().cached_ledgers <= CAP, "{:?}", b.stats());
+    b.checkpoint().await.unwrap();
+    assert_eq!(b.stats().cached_ledgers, 0);
+    assert_entry(&b, N - 1, 1, 100).await;
+}
+
+/// The eviction predicate itself, on a bare [`crate::state::State`]: only a clean,
+/// untouched state with nothing in flight leaves memory.
+#[test]
+fn eviction_keeps_every_state_that_is_not_provably_in_the_index() {
+    use crate::record::Record;
+    use crate::state::State;
+    let dir = tempfile::tempdir().unwrap();
+    let index = crate::index::Index::open(dir.path()).unwrap();
+    let mut st = State::new(index);
+    // 1 clean; 2 dirty; 3 pending record; 4 fence pending; 5 delete pending; 6 entries in
+    // the active write cache; 7 entries in the flushing generation.
+    for id in 1..=7 {
+        st.ledger_or_create(id).unwrap();
+    }
+    st.ledger_or_create(4).unwrap().fence_pending = true;
+    st.ledger_or_create(5).unwrap().delete_pending = true;
+    let add = |id| Record::Add {
+        ledger_id: id,
+        entry_id: 0,
+        meta: meta(0),
+        crc: 0,
+        payload: Bytes::from_static(b"x"),
+    };
+    st.apply(add(7)).unwrap();
+    st.flushing = std::sync::Arc::new(std::mem::take(&mut st.active));
+    st.apply(add(6)).unwrap();
+    st.note_pending(3);
+    st.dirty.clear(); // as if a checkpoint had captured everything
+    st.ledger(2).unwrap();
+    st.dirty.insert(2);
+
+    assert_eq!(st.evict_cold(usize::MAX), 0, "all touched");
+    assert_eq!(st.evict_cold(usize::MAX), 1, "only ledger 1");
+    assert!(st.cached(1).is_none());
+    // Even over the cap, unsafe states stay.
+    assert_eq!(st.evict_cold(0), 0);
+    assert_eq!(st.cached_ledgers(), 6);
+    // Once its record is applied, ledger 3 can go.
+    st.apply(Record::Lac {
+        ledger_id: 3,
+        lac: 0,
+    })
+    .unwrap();
+    st.dirty.clear();
+    st.dirty.insert(2);
+    assert_eq!(st.evict_cold(0), 1);
+    assert!(st.cached(3).is_none() && st.cached(2).is_some());
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |rd| {
+        rd.filter_map(Result::ok)
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            })
+            .sum()
+    })
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Measurement, not a check: `STRATALOG_BENCH_LEDGERS` (default 100,000) ledgers are
+/// created, given two entries and fenced (closed), 32 at a time; prints add latency
+/// and cached ledger states per window. Run with
+/// `cargo test -p stratalog-bookie --release -- --ignored --nocapture bench_many_closed_ledgers`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; prints figures"]
+async fn bench_many_closed_ledgers() {
+    let n: u64 = std::env::var("STRATALOG_BENCH_LEDGERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    const PAR: u64 = 32;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BookieConfig {
+        data_dir: dir.path().to_path_buf(),
+        checkpoint_interval: Duration::from_secs(1),
+        ..BookieConfig::default()
+    };
+    let b = Bookie::open(cfg).await.unwrap();
+    let window = (n / 10).max(PAR);
+    let started = std::time::Instant::now();
+    let mut lat: Vec<Duration> = Vec::new();
+    let mut peak_cached = 0;
+    let mut next = 0u64;
+    println!("ledgers  add_p50_us  add_p99_us  ledgers/s  cached_states(now/peak)  loads  evictions  rss_mib");
+    let mut window_start = std::time::Instant::now();
+    while next < n {
+        let mut tasks = tokio::task::JoinSet::new();
+        for l in next..(next + PAR).min(n) {
+            let b = b.clone();
+            tasks.spawn(async move {
+                let mut t = Vec::with_capacity(2);
+                for e in 0..2u64 {
+                    let t0 = std::time::Instant::now();
+                    b.add_entry_with_lac(
+                        l,
+                        e,
+                        meta(e),
+                        payload(l, e, 256),
+                        false,
+                        e.checked_sub(1),
+                    )
+                    .await
+                    .unwrap();
+                    t.push(t0.elapsed());
+                }
+                b.fence(l).await.unwrap();
+                t
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            lat.extend(r.unwrap());
+        }
+        next = (next + PAR).min(n);
+        let s = b.stats();
+        peak_cached = peak_cached.max(s.cached_ledgers);
+        if next % window < PAR || next == n {
+            lat.sort_unstable();
+            let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize].as_micros();
+            println!(
+                "{next:>7}  {:>10}  {:>10}  {:>9.0}  {:>10}/{:<12}  {:>5}  {:>9}  {:>7}",
+                pct(0.5),
+                pct(0.99),
+                (lat.len() / 2) as f64 / window_start.elapsed().as_secs_f64(),
+                s.cached_ledgers,
+                peak_cached,
+                s.ledger_loads,
+                s.ledger_evictions,
+                rss_kib() / 1024
+            );
+            lat.clear();
+            window_start = std::time::Instant::now();
+        }
+    }
+    let total = started.elapsed();
+    checkpoint_twice(&b).await;
+    let s = b.stats();
+    let t0 = std::time::Instant::now();
+    let listed = b.ledgers().unwrap().len();
+    let list_time = t0.elapsed();
+    println!(
+        "{n} ledgers in {:.1} s; after two more checkpoints: cached states {}, ledgers() lists {listed} in {} ms; rss {} MiB",
+        total.as_secs_f64(),
+        s.cached_ledgers,
+        list_time.as_millis(),
+        rss_kib() / 1024
+    );
+    println!(
+        "index on disk: {} MiB, checkpoints: {}",
+        dir_bytes(&dir.path().join("index")) >> 20,
+        s.checkpoints
+    );
+    // A cold ledger's first use after eviction.
+    let t0 = std::time::Instant::now();
+    for l in (0..n).step_by((n / 1000).max(1) as usize) {
+        assert_eq!(b.last_add_confirmed(l).unwrap(), Some(1));
+    }
+    println!(
+        "cold LAC lookup (loads the state): {:.1} us each",
+        t0.elapsed().as_secs_f64() * 1e6 / 1000.0
+    );
+    drop(b);
+    let t0 = std::time::Instant::now();
+    let b = Bookie::open(BookieConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..BookieConfig::default()
+    })
+    .await
+    .unwrap();
+    println!(
+        "reopen: {} ms, cached states after open {}",
+        t0.elapsed().as_millis(),
+        b.stats().cached_ledgers
+    );
 }
