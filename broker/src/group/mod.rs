@@ -30,10 +30,16 @@
 //! an await. Requests that must wait (JoinGroup during a rebalance, SyncGroup of followers)
 //! park a oneshot sender in the member and await the receiver.
 
+mod code;
+mod config;
+mod effects;
 mod metrics;
+mod offset_api;
 mod offsets;
+mod requests;
 mod state;
 mod store;
+mod subscription;
 mod timers;
 mod writer;
 
@@ -63,54 +69,19 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+pub use config::GroupConfig;
 pub use state::GroupState;
 pub use store::{
     CommittedOffset, GroupStore, PersistedGroup, PersistedMember, StoreError,
     COMMITTED_OFFSET_VERSION, PERSISTED_GROUP_VERSION,
 };
 
-use state::{code, group_write_error, Ctx, Group, JoinArgs, JoinResult, SyncResult};
+use code::group_write_error;
+use effects::Effect;
+use requests::{JoinArgs, JoinResult, SyncResult};
+use state::{Ctx, Group};
 use timers::Timer;
 use writer::{Batch, PendingSave, WriteOp, WriteQueue};
-
-/// Coordinator settings (Kafka broker configs in parentheses).
-#[derive(Debug, Clone)]
-pub struct GroupConfig {
-    /// Smallest session timeout a member may ask for (`group.min.session.timeout.ms`, 6 s).
-    pub min_session_timeout: Duration,
-    /// Largest session timeout (`group.max.session.timeout.ms`, 30 min).
-    pub max_session_timeout: Duration,
-    /// How long the first rebalance of an empty group waits for more members
-    /// (`group.initial.rebalance.delay.ms`, 3 s as in Kafka: members that start together
-    /// land in one generation instead of a rebalance per arrival).
-    pub initial_rebalance_delay: Duration,
-    /// How long offsets are kept (`offsets.retention.minutes`, 7 days); `None` keeps them
-    /// until the group is deleted.
-    pub offsets_retention: Option<Duration>,
-    /// How often retention runs (`offsets.retention.check.interval.ms`, 10 min).
-    pub offsets_retention_check_interval: Duration,
-    /// How long a new member's JoinGroup may stay parked (Kafka: 5 min, fixed).
-    pub new_member_join_timeout: Duration,
-    /// Most members per group (`group.max.size`, unbounded).
-    pub max_group_size: usize,
-    /// Longest committed metadata string (`offset.metadata.max.bytes`, 4096).
-    pub max_offset_metadata_bytes: usize,
-}
-
-impl Default for GroupConfig {
-    fn default() -> Self {
-        GroupConfig {
-            min_session_timeout: Duration::from_secs(6),
-            max_session_timeout: Duration::from_secs(30 * 60),
-            initial_rebalance_delay: Duration::from_secs(3),
-            offsets_retention: Some(Duration::from_secs(7 * 24 * 3600)),
-            offsets_retention_check_interval: Duration::from_secs(600),
-            new_member_join_timeout: Duration::from_secs(300),
-            max_group_size: usize::MAX,
-            max_offset_metadata_bytes: 4096,
-        }
-    }
-}
 
 /// The group coordinator. Cheap to clone (an `Arc` inside); `Send + Sync`.
 pub struct GroupCoordinator<S: GroupStore> {
@@ -227,7 +198,7 @@ impl<S: GroupStore> Inner<S> {
     fn flush(self: &Arc<Self>, entry: &Arc<GroupEntry>, g: &mut Group) {
         for effect in g.take_effects() {
             match effect {
-                state::Effect::Persist { snapshot, then } => self.enqueue(
+                Effect::Persist { snapshot, then } => self.enqueue(
                     entry,
                     WriteOp::Save(Box::new(PendingSave { snapshot, then })),
                 ),
@@ -341,6 +312,58 @@ impl<S: GroupStore> Inner<S> {
             }
         }
         self.flush(&entry, &mut g);
+    }
+
+    /// One pass of offset retention and removal of empty groups without offsets.
+    async fn cleanup(self: &Arc<Self>) {
+        let entries: Vec<_> = self.groups.read().values().cloned().collect();
+        let ctx_ms = self.ctx().now_ms;
+        for entry in entries {
+            let (expired, delete) = {
+                let mut g = entry.group.lock();
+                // Skip groups with writes in flight: an expiry racing a commit of the same
+                // partition could drop the fresh commit from the store but not from memory.
+                if g.state() == GroupState::Dead || !entry.writer.is_idle() {
+                    continue;
+                }
+                let expired = match self.config.offsets_retention {
+                    Some(r) => g.expire_offsets(ctx_ms, r),
+                    None => Vec::new(),
+                };
+                let delete = g.state() == GroupState::Empty
+                    && g.offsets.is_empty()
+                    && !g.has_pending_members();
+                if delete {
+                    g.mark_dead(&self.ctx());
+                }
+                (expired, delete)
+            };
+            if !expired.is_empty() {
+                info!(group = %entry.id, partitions = expired.len(), "expired committed offsets");
+            }
+            if delete {
+                let (done, rx) = oneshot::channel();
+                self.enqueue(&entry, WriteOp::DeleteGroup { done });
+                match rx.await {
+                    Ok(Ok(())) => {
+                        info!(group = %entry.id, "removed empty group without offsets");
+                        self.remove_entry(&entry);
+                    }
+                    Ok(Err(e)) => {
+                        warn!(group = %entry.id, error = %e, "failed to delete empty group");
+                        entry.group.lock().revive_empty(&self.ctx());
+                    }
+                    Err(_) => {}
+                }
+            } else if !expired.is_empty() {
+                self.enqueue(
+                    &entry,
+                    WriteOp::DeleteOffsets {
+                        partitions: expired,
+                    },
+                );
+            }
+        }
     }
 
     /// Waits until no write drainer runs.
