@@ -377,22 +377,8 @@ impl<S: GroupStore> GroupCoordinator<S> {
         if !self.inner.is_active() {
             return resp.with_error_code(code::COORDINATOR_NOT_AVAILABLE);
         }
-        let states: Vec<String> = if version >= 4 {
-            req.states_filter
-                .iter()
-                .map(|s| s.as_str().trim().to_lowercase())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let types: Vec<String> = if version >= 5 {
-            req.types_filter
-                .iter()
-                .map(|s| s.as_str().trim().to_lowercase())
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let states = list_filter(&req.states_filter, version >= 4);
+        let types = list_filter(&req.types_filter, version >= 5);
         if !types.is_empty() && !types.iter().any(|t| t == "classic") {
             return resp;
         }
@@ -487,6 +473,18 @@ impl<S: GroupStore> GroupCoordinator<S> {
                     .collect(),
             )
     }
+}
+
+/// A ListGroups filter, trimmed and lowercased; empty (no filter) when the request version
+/// does not have the field.
+fn list_filter(values: &[StrBytes], in_version: bool) -> Vec<String> {
+    if !in_version {
+        return Vec::new();
+    }
+    values
+        .iter()
+        .map(|s| s.as_str().trim().to_lowercase())
+        .collect()
 }
 
 fn join_response(r: JoinResult, version: i16) -> JoinGroupResponse {
