@@ -1,7 +1,7 @@
 //! JoinGroup and SyncGroup as the state machine sees them: the parsed JoinGroup request
 //! ([`JoinArgs`]), the outcomes ([`JoinResult`], [`SyncResult`]) and the oneshot channels a
-//! parked request waits on. Plain data; encoding the versioned Kafka responses is the
-//! coordinator's (`mod.rs`), deciding the outcomes the state machine's (`state/`).
+//! parked request waits on. Plain data; encoding the versioned Kafka responses is
+//! `group_api.rs`'s, deciding the outcomes the state machine's (`state/`).
 
 use std::time::Duration;
 
