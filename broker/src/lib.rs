@@ -13,7 +13,8 @@
 //!   idempotent-producer state.
 //! - [`partitions`]: the partitions this broker serves, opened on first use.
 //! - [`topics`]: the topic catalog (cached from the metadata store).
-//! - [`group`]: the consumer group coordinator; [`group_store`] keeps its state in the
+//! - [`group`]: the consumer group coordinator: request handling over a per-group state
+//!   machine (its module docs give the layout); [`group_store`] keeps its state in the
 //!   metadata store.
 //! - [`producer_ids`]: producer id blocks for idempotent producers.
 //! - [`catalog`]: the metadata keys and values the broker reads and writes.

@@ -13,27 +13,81 @@
 //!
 //! # Layout
 //!
-//! - `mod.rs`: [`GroupCoordinator`] (the API the request handlers call, one method per Kafka
-//!   API), [`GroupConfig`], the group table, and lifecycle: loading from the store, the
-//!   timer callback, the retention task, the per-group write drainer, shutdown.
-//! - `state.rs`: the per-group state machine ([`GroupState`]), synchronous and
-//!   clock-injected; it answers parked JoinGroup/SyncGroup requests through oneshot channels
-//!   and returns store writes and timer wake-ups as data.
-//! - `offsets.rs`: in-memory committed offsets, OffsetCommit/OffsetFetch, offset expiry.
-//! - `store.rs`: the [`GroupStore`] trait, the persisted values and their versioned binary
-//!   encodings, and the in-memory test store.
+//! The coordinator, which owns the groups and runs their store writes and timers:
+//! - `mod.rs`: [`GroupCoordinator`] and its shared core (`Inner`): the group table, loading
+//!   from the store, the per-group write drainer, the timer callback, the offset retention
+//!   task, shutdown.
+//! - `group_api.rs`: JoinGroup, SyncGroup, Heartbeat, LeaveGroup, DescribeGroups,
+//!   ListGroups and DeleteGroups: requests in, state machine under the group lock, versioned
+//!   responses out.
+//! - `offset_api.rs`: OffsetCommit and OffsetFetch.
 //! - `writer.rs`: the per-group ordered write queue (merges concurrent offset commits).
 //! - `timers.rs`: one tokio timer task waking groups at their deadlines.
+//!
+//! The per-group state machine, synchronous and clock-injected: it answers parked
+//! JoinGroup/SyncGroup requests through oneshot channels and returns store writes and timer
+//! wake-ups as data.
+//! - `state.rs`: the types ([`GroupState`], `Group`, `Member`), state changes, deadlines,
+//!   offset expiry (KIP-211), deletion and unloading;
+//! - `state/membership.rs`: members, static members, Heartbeat, LeaveGroup, session expiry;
+//! - `state/join.rs`: JoinGroup: admitting members, member ids, static members rejoining;
+//! - `state/rebalance.rs`: generations, protocol selection, SyncGroup and assignment;
+//! - `state/persist.rs`: snapshots for the store, loading, continuations after a write.
+//!
+//! Shared types, in modules that import nothing from group/ but `store.rs`:
+//! - `code.rs`: Kafka error codes, and store failures mapped to them;
+//! - `config.rs`: [`GroupConfig`];
+//! - `requests.rs`: the parsed JoinGroup, the JoinGroup/SyncGroup results, their channels;
+//! - `effects.rs`: what a transition leaves to the coordinator (store writes and what
+//!   follows them);
+//! - `offsets.rs`: a group's committed offsets in memory;
+//! - `subscription.rs`: the topics of a consumer-protocol subscription;
+//! - `store.rs`: the [`GroupStore`] trait, the persisted values and their versioned binary
+//!   encodings, and the in-memory test store;
 //! - `metrics.rs`: Prometheus metrics (`stratalog_broker_group_*`).
+//!
+//! `tests.rs` drives the coordinator through its API over the in-memory store; the unit
+//! tests of a module sit in that module.
+//!
+//! # Imports
+//!
+//! The modules import each other in one direction only (`a -> b`: `a` uses `b`):
+//!
+//! ```text
+//! group_api, offset_api  -> mod (GroupCoordinator, Inner)
+//! mod                    -> state, writer, timers, effects, config, metrics, store
+//! group_api              -> state, writer, requests, code, store
+//! offset_api             -> state, writer, code, store
+//! state                  -> offsets, requests, effects, code, config, metrics (tests: store)
+//! state/{membership, join, rebalance, persist}
+//!                        -> state (the types), and requests, effects, code, store,
+//!                           metrics, subscription; never each other
+//! writer                 -> effects, store
+//! code, effects, offsets -> store
+//! store, config, requests, subscription, metrics, timers -> nothing in group/
+//! tests                  -> mod, code, store
+//! ```
+//!
+//! `mod.rs` declares `group_api` and `offset_api` but uses nothing from them: they add
+//! methods to [`GroupCoordinator`], which the request handlers call. Likewise the `state/`
+//! children are `impl Group` blocks that call each other's methods on the one type; what
+//! they share is in `state.rs`, so no child imports another.
 //!
 //! Concurrency: a group's state sits behind a `parking_lot` mutex that is never held across
 //! an await. Requests that must wait (JoinGroup during a rebalance, SyncGroup of followers)
 //! park a oneshot sender in the member and await the receiver.
 
+mod code;
+mod config;
+mod effects;
+mod group_api;
 mod metrics;
+mod offset_api;
 mod offsets;
+mod requests;
 mod state;
 mod store;
+mod subscription;
 mod timers;
 mod writer;
 
@@ -45,72 +99,23 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
-use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
-use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
-use kafka_protocol::messages::leave_group_response::MemberResponse;
-use kafka_protocol::messages::list_groups_response::ListedGroup;
-use kafka_protocol::messages::{
-    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, SyncGroupRequest, SyncGroupResponse,
-};
-use kafka_protocol::protocol::StrBytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+pub use config::GroupConfig;
 pub use state::GroupState;
 pub use store::{
     CommittedOffset, GroupStore, PersistedGroup, PersistedMember, StoreError,
     COMMITTED_OFFSET_VERSION, PERSISTED_GROUP_VERSION,
 };
 
-use state::{code, group_write_error, Ctx, Group, JoinArgs, JoinResult, SyncResult};
+use effects::Effect;
+use state::{Ctx, Group};
 use timers::Timer;
 use writer::{Batch, PendingSave, WriteOp, WriteQueue};
-
-/// Coordinator settings (Kafka broker configs in parentheses).
-#[derive(Debug, Clone)]
-pub struct GroupConfig {
-    /// Smallest session timeout a member may ask for (`group.min.session.timeout.ms`, 6 s).
-    pub min_session_timeout: Duration,
-    /// Largest session timeout (`group.max.session.timeout.ms`, 30 min).
-    pub max_session_timeout: Duration,
-    /// How long the first rebalance of an empty group waits for more members
-    /// (`group.initial.rebalance.delay.ms`, 3 s as in Kafka: members that start together
-    /// land in one generation instead of a rebalance per arrival).
-    pub initial_rebalance_delay: Duration,
-    /// How long offsets are kept (`offsets.retention.minutes`, 7 days); `None` keeps them
-    /// until the group is deleted.
-    pub offsets_retention: Option<Duration>,
-    /// How often retention runs (`offsets.retention.check.interval.ms`, 10 min).
-    pub offsets_retention_check_interval: Duration,
-    /// How long a new member's JoinGroup may stay parked (Kafka: 5 min, fixed).
-    pub new_member_join_timeout: Duration,
-    /// Most members per group (`group.max.size`, unbounded).
-    pub max_group_size: usize,
-    /// Longest committed metadata string (`offset.metadata.max.bytes`, 4096).
-    pub max_offset_metadata_bytes: usize,
-}
-
-impl Default for GroupConfig {
-    fn default() -> Self {
-        GroupConfig {
-            min_session_timeout: Duration::from_secs(6),
-            max_session_timeout: Duration::from_secs(30 * 60),
-            initial_rebalance_delay: Duration::from_secs(3),
-            offsets_retention: Some(Duration::from_secs(7 * 24 * 3600)),
-            offsets_retention_check_interval: Duration::from_secs(600),
-            new_member_join_timeout: Duration::from_secs(300),
-            max_group_size: usize::MAX,
-            max_offset_metadata_bytes: 4096,
-        }
-    }
-}
 
 /// The group coordinator. Cheap to clone (an `Arc` inside); `Send + Sync`.
 pub struct GroupCoordinator<S: GroupStore> {
@@ -151,21 +156,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// A receiver that already holds `value`.
-fn ready<T>(value: T) -> oneshot::Receiver<T> {
-    let (tx, rx) = oneshot::channel();
-    let _ = tx.send(value);
-    rx
-}
-
-fn str_bytes(s: impl Into<String>) -> StrBytes {
-    StrBytes::from_string(s.into())
-}
-
-fn ms(ms: i32) -> Duration {
-    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 impl<S: GroupStore> Inner<S> {
@@ -227,7 +217,7 @@ impl<S: GroupStore> Inner<S> {
     fn flush(self: &Arc<Self>, entry: &Arc<GroupEntry>, g: &mut Group) {
         for effect in g.take_effects() {
             match effect {
-                state::Effect::Persist { snapshot, then } => self.enqueue(
+                Effect::Persist { snapshot, then } => self.enqueue(
                     entry,
                     WriteOp::Save(Box::new(PendingSave { snapshot, then })),
                 ),
@@ -341,6 +331,58 @@ impl<S: GroupStore> Inner<S> {
             }
         }
         self.flush(&entry, &mut g);
+    }
+
+    /// One pass of offset retention and removal of empty groups without offsets.
+    async fn cleanup(self: &Arc<Self>) {
+        let entries: Vec<_> = self.groups.read().values().cloned().collect();
+        let ctx_ms = self.ctx().now_ms;
+        for entry in entries {
+            let (expired, delete) = {
+                let mut g = entry.group.lock();
+                // Skip groups with writes in flight: an expiry racing a commit of the same
+                // partition could drop the fresh commit from the store but not from memory.
+                if g.state() == GroupState::Dead || !entry.writer.is_idle() {
+                    continue;
+                }
+                let expired = match self.config.offsets_retention {
+                    Some(r) => g.expire_offsets(ctx_ms, r),
+                    None => Vec::new(),
+                };
+                let delete = g.state() == GroupState::Empty
+                    && g.offsets.is_empty()
+                    && !g.has_pending_members();
+                if delete {
+                    g.mark_dead(&self.ctx());
+                }
+                (expired, delete)
+            };
+            if !expired.is_empty() {
+                info!(group = %entry.id, partitions = expired.len(), "expired committed offsets");
+            }
+            if delete {
+                let (done, rx) = oneshot::channel();
+                self.enqueue(&entry, WriteOp::DeleteGroup { done });
+                match rx.await {
+                    Ok(Ok(())) => {
+                        info!(group = %entry.id, "removed empty group without offsets");
+                        self.remove_entry(&entry);
+                    }
+                    Ok(Err(e)) => {
+                        warn!(group = %entry.id, error = %e, "failed to delete empty group");
+                        entry.group.lock().revive_empty(&self.ctx());
+                    }
+                    Err(_) => {}
+                }
+            } else if !expired.is_empty() {
+                self.enqueue(
+                    &entry,
+                    WriteOp::DeleteOffsets {
+                        partitions: expired,
+                    },
+                );
+            }
+        }
     }
 
     /// Waits until no write drainer runs.
@@ -465,451 +507,6 @@ impl<S: GroupStore> GroupCoordinator<S> {
         self.inner.groups.write().clear();
         info!("group coordinator shut down");
     }
-
-    // ----- JoinGroup / SyncGroup / Heartbeat / LeaveGroup ------------------------------
-
-    /// JoinGroup (v0-v9). Parks until the rebalance completes when the member must wait.
-    pub async fn join_group(
-        &self,
-        req: JoinGroupRequest,
-        version: i16,
-        client_id: &str,
-        client_host: &str,
-    ) -> JoinGroupResponse {
-        let member_id = req.member_id.as_str().to_owned();
-        let result = self
-            .start_join(req, version, client_id, client_host)
-            .await
-            .unwrap_or_else(|_| JoinResult::error(member_id, code::REBALANCE_IN_PROGRESS));
-        join_response(result, version)
-    }
-
-    fn start_join(
-        &self,
-        req: JoinGroupRequest,
-        version: i16,
-        client_id: &str,
-        client_host: &str,
-    ) -> oneshot::Receiver<JoinResult> {
-        let inner = &self.inner;
-        let member_id = req.member_id.as_str().to_owned();
-        if !inner.is_active() {
-            return ready(JoinResult::error(
-                member_id,
-                code::COORDINATOR_NOT_AVAILABLE,
-            ));
-        }
-        let group_id = req.group_id.as_str();
-        if group_id.is_empty() {
-            return ready(JoinResult::error(member_id, code::INVALID_GROUP_ID));
-        }
-        let session = i64::from(req.session_timeout_ms);
-        let min = i64::try_from(inner.config.min_session_timeout.as_millis()).unwrap_or(i64::MAX);
-        let max = i64::try_from(inner.config.max_session_timeout.as_millis()).unwrap_or(i64::MAX);
-        if session < min || session > max {
-            return ready(JoinResult::error(member_id, code::INVALID_SESSION_TIMEOUT));
-        }
-        let entry = if member_id.is_empty() {
-            inner.get_or_create(group_id)
-        } else {
-            match inner.get(group_id) {
-                Some(e) => e,
-                None => return ready(JoinResult::error(member_id, code::UNKNOWN_MEMBER_ID)),
-            }
-        };
-        let mut protocols: Vec<(String, Bytes)> = Vec::with_capacity(req.protocols.len());
-        for p in req.protocols {
-            let name = p.name.as_str();
-            if !protocols.iter().any(|(n, _)| n == name) {
-                protocols.push((name.to_owned(), p.metadata));
-            }
-        }
-        let group_instance_id = req.group_instance_id.map(|i| i.as_str().to_owned());
-        let rebalance_timeout_ms = if version == 0 {
-            req.session_timeout_ms
-        } else {
-            req.rebalance_timeout_ms
-        };
-        let req_member_id = member_id.clone();
-        let args = JoinArgs {
-            require_known_member_id: version >= 4 && group_instance_id.is_none(),
-            supports_skip_assignment: version >= 9,
-            member_id,
-            group_instance_id,
-            client_id: client_id.to_owned(),
-            client_host: client_host.to_owned(),
-            session_timeout: ms(req.session_timeout_ms),
-            rebalance_timeout: ms(rebalance_timeout_ms),
-            protocol_type: req.protocol_type.as_str().to_owned(),
-            protocols,
-            reason: req.reason.map(|r| r.as_str().to_owned()),
-        };
-        let (tx, rx) = oneshot::channel();
-        let ctx = inner.ctx();
-        let mut g = entry.group.lock();
-        if !inner.is_active() {
-            // Shut down meanwhile: nothing would ever complete a parked request.
-            return ready(JoinResult::error(
-                req_member_id,
-                code::COORDINATOR_NOT_AVAILABLE,
-            ));
-        }
-        g.join(&ctx, args, tx);
-        g.poll(&ctx, false);
-        inner.flush(&entry, &mut g);
-        rx
-    }
-
-    /// SyncGroup (v0-v5). Followers park until the leader's assignment is stored.
-    pub async fn sync_group(&self, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
-        let result = self
-            .start_sync(req, version)
-            .await
-            .unwrap_or_else(|_| SyncResult::error(code::REBALANCE_IN_PROGRESS));
-        let mut resp = SyncGroupResponse::default()
-            .with_throttle_time_ms(0)
-            .with_error_code(result.error)
-            .with_assignment(result.assignment);
-        if version >= 5 {
-            resp = resp
-                .with_protocol_type(result.protocol_type.map(str_bytes))
-                .with_protocol_name(result.protocol_name.map(str_bytes));
-        }
-        resp
-    }
-
-    fn start_sync(&self, req: SyncGroupRequest, version: i16) -> oneshot::Receiver<SyncResult> {
-        let inner = &self.inner;
-        if !inner.is_active() {
-            return ready(SyncResult::error(code::COORDINATOR_NOT_AVAILABLE));
-        }
-        if req.group_id.as_str().is_empty() {
-            return ready(SyncResult::error(code::INVALID_GROUP_ID));
-        }
-        if version >= 5 && (req.protocol_type.is_none() || req.protocol_name.is_none()) {
-            return ready(SyncResult::error(code::INCONSISTENT_GROUP_PROTOCOL));
-        }
-        let Some(entry) = inner.get(req.group_id.as_str()) else {
-            return ready(SyncResult::error(code::UNKNOWN_MEMBER_ID));
-        };
-        let assignments = req
-            .assignments
-            .into_iter()
-            .map(|a| (a.member_id.as_str().to_owned(), a.assignment))
-            .collect();
-        let (tx, rx) = oneshot::channel();
-        let ctx = inner.ctx();
-        let mut g = entry.group.lock();
-        if !inner.is_active() {
-            return ready(SyncResult::error(code::COORDINATOR_NOT_AVAILABLE));
-        }
-        g.sync(
-            &ctx,
-            req.member_id.as_str(),
-            req.group_instance_id.as_ref().map(|i| i.as_str()),
-            req.generation_id,
-            req.protocol_type.as_ref().map(|p| p.as_str()),
-            req.protocol_name.as_ref().map(|p| p.as_str()),
-            assignments,
-            tx,
-        );
-        g.poll(&ctx, false);
-        inner.flush(&entry, &mut g);
-        rx
-    }
-
-    /// Heartbeat (v0-v4).
-    pub async fn heartbeat(&self, req: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
-        let error = self.do_heartbeat(&req);
-        HeartbeatResponse::default()
-            .with_throttle_time_ms(0)
-            .with_error_code(error)
-    }
-
-    fn do_heartbeat(&self, req: &HeartbeatRequest) -> i16 {
-        let inner = &self.inner;
-        if !inner.is_active() {
-            return code::COORDINATOR_NOT_AVAILABLE;
-        }
-        if req.group_id.as_str().is_empty() {
-            return code::INVALID_GROUP_ID;
-        }
-        let Some(entry) = inner.get(req.group_id.as_str()) else {
-            return code::UNKNOWN_MEMBER_ID;
-        };
-        let ctx = inner.ctx();
-        let mut g = entry.group.lock();
-        let error = g.heartbeat(
-            &ctx,
-            req.member_id.as_str(),
-            req.group_instance_id.as_ref().map(|i| i.as_str()),
-            req.generation_id,
-        );
-        inner.flush(&entry, &mut g);
-        error
-    }
-
-    /// LeaveGroup (v0-v5; v3+ leaves several members, possibly by group instance id only).
-    pub async fn leave_group(&self, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
-        let identities: Vec<(String, Option<String>, Option<String>)> = if version < 3 {
-            vec![(req.member_id.as_str().to_owned(), None, None)]
-        } else {
-            req.members
-                .iter()
-                .map(|m| {
-                    (
-                        m.member_id.as_str().to_owned(),
-                        m.group_instance_id.as_ref().map(|i| i.as_str().to_owned()),
-                        m.reason.as_ref().map(|r| r.as_str().to_owned()),
-                    )
-                })
-                .collect()
-        };
-        let (top, errors) = self.do_leave(req.group_id.as_str(), &identities);
-        let resp = LeaveGroupResponse::default().with_throttle_time_ms(0);
-        if version < 3 {
-            // One member: its error is the top-level error.
-            let error = if top != code::NONE {
-                top
-            } else {
-                errors
-                    .iter()
-                    .copied()
-                    .find(|e| *e != code::NONE)
-                    .unwrap_or(code::NONE)
-            };
-            return resp.with_error_code(error);
-        }
-        let members = identities
-            .into_iter()
-            .zip(errors)
-            .map(|((member_id, instance, _), error)| {
-                MemberResponse::default()
-                    .with_member_id(str_bytes(member_id))
-                    .with_group_instance_id(instance.map(str_bytes))
-                    .with_error_code(error)
-            })
-            .collect();
-        resp.with_error_code(top).with_members(members)
-    }
-
-    fn do_leave(
-        &self,
-        group_id: &str,
-        identities: &[(String, Option<String>, Option<String>)],
-    ) -> (i16, Vec<i16>) {
-        let inner = &self.inner;
-        if !inner.is_active() {
-            return (code::COORDINATOR_NOT_AVAILABLE, Vec::new());
-        }
-        if group_id.is_empty() {
-            return (code::INVALID_GROUP_ID, Vec::new());
-        }
-        let Some(entry) = inner.get(group_id) else {
-            return (code::NONE, vec![code::UNKNOWN_MEMBER_ID; identities.len()]);
-        };
-        let ctx = inner.ctx();
-        let mut g = entry.group.lock();
-        if g.state() == GroupState::Dead {
-            return (code::COORDINATOR_NOT_AVAILABLE, Vec::new());
-        }
-        let errors = identities
-            .iter()
-            .map(|(member_id, instance, reason)| {
-                g.leave(&ctx, member_id, instance.as_deref(), reason.as_deref())
-            })
-            .collect();
-        g.poll(&ctx, false);
-        inner.flush(&entry, &mut g);
-        (code::NONE, errors)
-    }
-
-    // ----- DescribeGroups / ListGroups / DeleteGroups ----------------------------------
-
-    /// DescribeGroups (v0-v6).
-    pub async fn describe_groups(
-        &self,
-        req: DescribeGroupsRequest,
-        version: i16,
-    ) -> DescribeGroupsResponse {
-        let active = self.inner.is_active();
-        let groups = req
-            .groups
-            .into_iter()
-            .map(|gid| {
-                let mut d = DescribedGroup::default().with_group_id(gid.clone());
-                if !active {
-                    return d
-                        .with_error_code(code::COORDINATOR_NOT_AVAILABLE)
-                        .with_group_state(str_bytes(""));
-                }
-                if version >= 3 && req.include_authorized_operations {
-                    // No authorizer: every operation a group supports (READ, DELETE,
-                    // DESCRIBE) is allowed.
-                    d = d.with_authorized_operations((1 << 3) | (1 << 6) | (1 << 8));
-                }
-                let entry = self.inner.get(gid.as_str());
-                let Some(entry) = entry.filter(|e| e.group.lock().state() != GroupState::Dead)
-                else {
-                    d = d.with_group_state(str_bytes(GroupState::Dead.as_str()));
-                    if version >= 6 {
-                        d = d
-                            .with_error_code(code::GROUP_ID_NOT_FOUND)
-                            .with_error_message(Some(str_bytes(format!(
-                                "Group {} not found.",
-                                gid.as_str()
-                            ))));
-                    }
-                    return d;
-                };
-                let g = entry.group.lock();
-                let stable = g.state() == GroupState::Stable;
-                let protocol = g.protocol_name().unwrap_or_default().to_owned();
-                let members = g
-                    .members()
-                    .map(|m| {
-                        let (metadata, assignment) = if stable {
-                            (m.metadata(Some(&protocol)), m.assignment.clone())
-                        } else {
-                            (Bytes::new(), Bytes::new())
-                        };
-                        DescribedGroupMember::default()
-                            .with_member_id(str_bytes(m.member_id.clone()))
-                            .with_group_instance_id(m.group_instance_id.clone().map(str_bytes))
-                            .with_client_id(str_bytes(m.client_id.clone()))
-                            .with_client_host(str_bytes(m.client_host.clone()))
-                            .with_member_metadata(metadata)
-                            .with_member_assignment(assignment)
-                    })
-                    .collect();
-                d.with_group_state(str_bytes(g.state().as_str()))
-                    .with_protocol_type(str_bytes(g.protocol_type().unwrap_or_default()))
-                    .with_protocol_data(str_bytes(if stable { protocol } else { String::new() }))
-                    .with_members(members)
-            })
-            .collect();
-        DescribeGroupsResponse::default()
-            .with_throttle_time_ms(0)
-            .with_groups(groups)
-    }
-
-    /// ListGroups (v0-v5): state filter (v4+, case-insensitive) and type filter (v5+; all
-    /// groups here are "classic").
-    pub async fn list_groups(&self, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
-        let resp = ListGroupsResponse::default().with_throttle_time_ms(0);
-        if !self.inner.is_active() {
-            return resp.with_error_code(code::COORDINATOR_NOT_AVAILABLE);
-        }
-        let states: Vec<String> = if version >= 4 {
-            req.states_filter
-                .iter()
-                .map(|s| s.as_str().trim().to_lowercase())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let types: Vec<String> = if version >= 5 {
-            req.types_filter
-                .iter()
-                .map(|s| s.as_str().trim().to_lowercase())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        if !types.is_empty() && !types.iter().any(|t| t == "classic") {
-            return resp;
-        }
-        let entries: Vec<_> = self.inner.groups.read().values().cloned().collect();
-        let mut groups: Vec<ListedGroup> = entries
-            .iter()
-            .filter_map(|e| {
-                let g = e.group.lock();
-                let state = g.state();
-                if state == GroupState::Dead {
-                    return None;
-                }
-                if !states.is_empty() && !states.contains(&state.as_str().to_lowercase()) {
-                    return None;
-                }
-                Some(
-                    ListedGroup::default()
-                        .with_group_id(str_bytes(e.id.clone()).into())
-                        .with_protocol_type(str_bytes(g.protocol_type().unwrap_or_default()))
-                        .with_group_state(str_bytes(state.as_str()))
-                        .with_group_type(str_bytes("classic")),
-                )
-            })
-            .collect();
-        groups.sort_by(|a, b| a.group_id.as_str().cmp(b.group_id.as_str()));
-        resp.with_groups(groups)
-    }
-
-    /// DeleteGroups (v0-v2): only empty groups; deletes their offsets too.
-    pub async fn delete_groups(
-        &self,
-        req: DeleteGroupsRequest,
-        _version: i16,
-    ) -> DeleteGroupsResponse {
-        let inner = &self.inner;
-        let mut results: Vec<(kafka_protocol::messages::GroupId, i16)> = Vec::new();
-        let mut waits = Vec::new();
-        for gid in req.groups_names {
-            let error = if !inner.is_active() {
-                code::COORDINATOR_NOT_AVAILABLE
-            } else {
-                match inner.get(gid.as_str()) {
-                    None => code::GROUP_ID_NOT_FOUND,
-                    Some(entry) => {
-                        let ctx = inner.ctx();
-                        let mut g = entry.group.lock();
-                        match g.state() {
-                            GroupState::Dead => code::GROUP_ID_NOT_FOUND,
-                            GroupState::Empty => {
-                                g.mark_dead(&ctx);
-                                drop(g);
-                                let (done, rx) = oneshot::channel();
-                                inner.enqueue(&entry, WriteOp::DeleteGroup { done });
-                                waits.push((results.len(), entry, rx));
-                                code::NONE
-                            }
-                            _ => code::NON_EMPTY_GROUP,
-                        }
-                    }
-                }
-            };
-            results.push((gid, error));
-        }
-        for (i, entry, rx) in waits {
-            let error = match rx.await {
-                Ok(Ok(())) => {
-                    info!(group = %entry.id, "group deleted");
-                    inner.remove_entry(&entry);
-                    code::NONE
-                }
-                Ok(Err(e)) => {
-                    warn!(group = %entry.id, error = %e, "failed to delete group");
-                    entry.group.lock().revive_empty(&inner.ctx());
-                    group_write_error(&e)
-                }
-                Err(_) => code::COORDINATOR_NOT_AVAILABLE,
-            };
-            if let Some(r) = results.get_mut(i) {
-                r.1 = error;
-            }
-        }
-        DeleteGroupsResponse::default()
-            .with_throttle_time_ms(0)
-            .with_results(
-                results
-                    .into_iter()
-                    .map(|(gid, error)| {
-                        DeletableGroupResult::default()
-                            .with_group_id(gid)
-                            .with_error_code(error)
-                    })
-                    .collect(),
-            )
-    }
 }
 
 /// The offsets of several queued commit requests as one write, in order, keeping only the
@@ -932,40 +529,4 @@ fn merge_commits(commits: &[(Vec<CommittedOffset>, writer::Done)]) -> Vec<Commit
         }
     }
     merged
-}
-
-fn join_response(r: JoinResult, version: i16) -> JoinGroupResponse {
-    let members = r
-        .members
-        .into_iter()
-        .map(|m| {
-            JoinGroupResponseMember::default()
-                .with_member_id(str_bytes(m.member_id))
-                .with_group_instance_id(if version >= 5 {
-                    m.group_instance_id.map(str_bytes)
-                } else {
-                    None
-                })
-                .with_metadata(m.metadata)
-        })
-        .collect();
-    JoinGroupResponse::default()
-        .with_throttle_time_ms(0)
-        .with_error_code(r.error)
-        .with_generation_id(r.generation_id)
-        .with_protocol_type(if version >= 7 {
-            r.protocol_type.map(str_bytes)
-        } else {
-            None
-        })
-        // Nullable only from v7; older versions get "" when no protocol is selected.
-        .with_protocol_name(if version >= 7 {
-            r.protocol_name.map(str_bytes)
-        } else {
-            Some(str_bytes(r.protocol_name.unwrap_or_default()))
-        })
-        .with_leader(str_bytes(r.leader))
-        .with_skip_assignment(version >= 9 && r.skip_assignment)
-        .with_member_id(str_bytes(r.member_id))
-        .with_members(members)
 }

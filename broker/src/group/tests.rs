@@ -24,7 +24,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use tokio::task::JoinHandle;
 
-use super::state::code;
+use super::code;
 use super::store::MemoryGroupStore;
 use super::{GroupConfig, GroupCoordinator, GroupState};
 
@@ -1179,15 +1179,6 @@ async fn real_timer_expires_sessions_and_pending_members() {
     let mut req = H::join_req("g", &pending, None, META);
     req.session_timeout_ms = 100;
     assert_eq!(h.join(req, 5).await.error_code, code::UNKNOWN_MEMBER_ID);
-}
-
-#[test]
-fn member_ids_are_unique_uuid_like() {
-    let a = super::state::new_member_id("c");
-    let b = super::state::new_member_id("c");
-    assert_ne!(a, b);
-    assert_eq!(a.len(), 2 + 36);
-    assert_eq!(&a[2 + 14..2 + 15], "4");
 }
 
 /// Coordinator-side cost of OffsetCommit (in-memory store, debug build): about 40,000

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use super::state::AfterPersist;
+use super::effects::AfterPersist;
 use super::store::{CommittedOffset, PersistedGroup, StoreError};
 
 /// Most commit requests merged into one store call.
