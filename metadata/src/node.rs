@@ -39,6 +39,11 @@ use crate::store::MetadataStore;
 use crate::transport::Transport;
 use crate::watch::WatchHub;
 
+/// sled's page cache. sled's default (1 GiB) would let the store's memory grow with its
+/// number of keys (one per segment and producer of every partition) up to that; the hot
+/// set (heads, open segments, leases, groups) is far smaller, and cold keys are read from
+/// disk on the rare lookups of old segments.
+const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Capacity of the node's inbox. Proposals wait for room; raft messages that find it full
 /// are dropped (raft retransmits).
 const INBOX_CAPACITY: usize = 8192;
@@ -102,7 +107,10 @@ impl MetadataNode {
         let dir = config.data_dir.join(SLED_DIR);
         // sled's recovery reads the whole log: keep it off the async workers.
         let (db, durable) = tokio::task::spawn_blocking(move || {
-            let db = sled::Config::new().path(&dir).open()?;
+            let db = sled::Config::new()
+                .path(&dir)
+                .cache_capacity(SLED_CACHE_BYTES)
+                .open()?;
             let durable = DurableSync::open(&dir)
                 .map_err(|e| MetadataError::Storage(format!("fsync {}: {e}", dir.display())))?;
             Ok::<_, MetadataError>((db, Arc::new(durable)))
