@@ -276,3 +276,71 @@ async fn brokers_refuse_striping_and_the_old_partition_layout_at_start_up() {
     assert!(status.is_some_and(|c| c != 0), "exit {status:?}: {log}");
     assert!(log.contains("layout of Stratalog 0.1"), "{log}");
 }
+
+/// A roll whose compare-and-set fails (here: the partition head changed behind the broker's
+/// back, as when a reply is lost after the write applied) fails that one append; the next
+/// append takes the partition over again and succeeds, instead of answering
+/// NOT_LEADER_OR_FOLLOWER until a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_roll_is_recovered_by_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata_addr = format!("127.0.0.1:{}", free_port());
+    let _metadata = spawn_role(
+        dir.path(),
+        "metadata",
+        &["metadata".into(), "--listen".into(), metadata_addr.clone()],
+    );
+    let _bookie = spawn_role(
+        dir.path(),
+        "bookie",
+        &[
+            "bookie".into(),
+            "--id".into(),
+            "b1".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", free_port()),
+            "--metadata-addr".into(),
+            metadata_addr.clone(),
+        ],
+    );
+    let kafka = free_port();
+    let _broker = spawn_role(
+        dir.path(),
+        "broker",
+        &[
+            "broker".into(),
+            "--kafka-listen".into(),
+            format!("127.0.0.1:{kafka}"),
+            "--metadata-addr".into(),
+            metadata_addr.clone(),
+            "--ledger-roll-bytes".into(),
+            "1".into(),
+        ],
+    );
+    create_topic(&format!("127.0.0.1:{kafka}"), "rolling", 1).await;
+    let mut conn = RawConn::connect(kafka);
+    let batch = || record_batch(1, -1, -1, -1).freeze();
+    assert_eq!(raw_produce(&mut conn, "rolling", 0, batch()), (0, 0));
+    assert_eq!(raw_produce(&mut conn, "rolling", 0, batch()), (0, 1));
+    // Rewrite the head with its own value: its revision moves, the broker's CAS fails.
+    let metadata = MetadataClient::new(metadata_addr);
+    let head = metadata
+        .list("/stratalog/logs/")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|kv| kv.key.ends_with("/head"))
+        .expect("the partition head");
+    metadata
+        .put(&head.key, head.value, stratalog_metadata::Expect::Any, None)
+        .await
+        .unwrap();
+    let (code, _) = raw_produce(&mut conn, "rolling", 0, batch());
+    assert_eq!(
+        code, 6,
+        "the append whose roll failed is refused (NOT_LEADER_OR_FOLLOWER)"
+    );
+    // The next one recovers the partition and lands right after what was acknowledged.
+    assert_eq!(raw_produce(&mut conn, "rolling", 0, batch()), (0, 2));
+    assert_eq!(raw_produce(&mut conn, "rolling", 0, batch()), (0, 3));
+}
