@@ -11,7 +11,9 @@
 //! next checkpoint on, in entry log files indexed by sled. Restart replays the journal,
 //! so everything acknowledged survives `kill -9`. Every entry carries a CRC32C that is
 //! checked on every read from disk. Ledgers can be fenced (no more non-recovery adds)
-//! and deleted (space reclaimed file by file).
+//! and deleted (space reclaimed file by file). An add may carry the writer's
+//! last-add-confirmed (BookKeeper's piggybacked LAC); the bookie journals it with the add
+//! and reports the highest one on fence, which is what recovery trusts.
 //!
 //! What it **is not**: it does no networking (the RPC layer wraps [`Bookie`]), no
 //! replication (the broker writes each entry to an ensemble of bookies and decides
