@@ -424,6 +424,21 @@ impl Bookie {
         max_entries: usize,
         max_bytes: usize,
     ) -> Result<Vec<Entry>, BookieError> {
+        self.read_entries_within(ledger_id, first_entry_id, max_entries, max_bytes, true)
+            .await
+    }
+
+    /// [`Bookie::read_entries`]; with `first_may_exceed` false even the first entry must
+    /// fit `max_bytes` (nothing is read otherwise), for a reader that continues a read
+    /// begun elsewhere and must not fetch an entry it would have to drop.
+    pub async fn read_entries_within(
+        &self,
+        ledger_id: u64,
+        first_entry_id: u64,
+        max_entries: usize,
+        max_bytes: usize,
+        first_may_exceed: bool,
+    ) -> Result<Vec<Entry>, BookieError> {
         /// Entries planned per round: bounds lock hold time and over-reading of the index.
         const CHUNK: usize = 64;
         let mut budget = Budget {
@@ -431,6 +446,7 @@ impl Bookie {
             max_bytes,
             entries: 0,
             bytes: 0,
+            first_may_exceed,
         };
         let mut out: Vec<Entry> = Vec::new();
         let mut next = first_entry_id;

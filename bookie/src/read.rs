@@ -32,13 +32,16 @@ pub(crate) struct Budget {
     pub max_bytes: usize,
     pub entries: usize,
     pub bytes: usize,
+    /// The first entry fits whatever its size.
+    pub first_may_exceed: bool,
 }
 
 impl Budget {
-    /// Whether an entry of `len` payload bytes still fits. The first entry always fits.
+    /// Whether an entry of `len` payload bytes still fits.
     fn admits(&self, len: usize) -> bool {
         self.entries < self.max_entries
-            && (self.entries == 0 || self.bytes.saturating_add(len) <= self.max_bytes)
+            && ((self.entries == 0 && self.first_may_exceed)
+                || self.bytes.saturating_add(len) <= self.max_bytes)
     }
 }
 

@@ -61,11 +61,12 @@ impl Service for BookieService {
             }),
             msg::ReadEntries::ID => handle::<msg::ReadEntries, _, _>(body, |req| async move {
                 let read = bookie
-                    .read_entries(
+                    .read_entries_within(
                         req.ledger_id,
                         req.first_entry_id,
                         req.max_entries as usize,
                         req.max_bytes as usize,
+                        !req.strict_bytes,
                     )
                     .await;
                 match read {

@@ -1268,3 +1268,40 @@ async fn bench_many_closed_ledgers() {
         b.stats().cached_ledgers
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_read_budget_reads_nothing_that_does_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Bookie::open(config(dir.path())).await.unwrap();
+    for e in 0..3 {
+        add(&b, 1, e, 100).await.unwrap();
+    }
+    // The usual read returns the first entry whatever its size...
+    let got = b.read_entries(1, 0, 10, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    // ...a strict one only what fits, so a continued read never fetches what it drops.
+    assert!(b
+        .read_entries_within(1, 0, 10, 10, false)
+        .await
+        .unwrap()
+        .is_empty());
+    let got = b.read_entries_within(1, 0, 10, 250, false).await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.entry_id).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    // Both from disk too.
+    b.checkpoint().await.unwrap();
+    assert!(b
+        .read_entries_within(1, 1, 10, 99, false)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        b.read_entries_within(1, 1, 10, 100, false)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}

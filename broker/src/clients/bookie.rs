@@ -79,12 +79,35 @@ impl BookieClient {
         max_bytes: u32,
         header_bytes: u32,
     ) -> Result<Vec<EntryData>, BookieError> {
+        self.read_within(
+            ledger_id,
+            first_entry_id,
+            max_entries,
+            max_bytes,
+            header_bytes,
+            false,
+        )
+        .await
+    }
+
+    /// [`BookieClient::read`]; with `strict_bytes` even the first entry must fit
+    /// `max_bytes` (the bookie reads nothing it would exceed the budget with).
+    pub async fn read_within(
+        &self,
+        ledger_id: u64,
+        first_entry_id: u64,
+        max_entries: u32,
+        max_bytes: u32,
+        header_bytes: u32,
+        strict_bytes: bool,
+    ) -> Result<Vec<EntryData>, BookieError> {
         let req = msg::ReadEntriesRequest {
             ledger_id,
             first_entry_id,
             max_entries,
             max_bytes,
             header_bytes,
+            strict_bytes,
         };
         let resp = self.rpc.call::<msg::ReadEntries>(&req).await?;
         self.check(resp.status, ledger_id)?;

@@ -186,20 +186,35 @@ enum Probe {
     Failed(BookieError),
 }
 
+/// How a replica is asked for entries.
+#[derive(Clone, Copy)]
+struct ReadSpec {
+    max_bytes: u32,
+    header_bytes: u32,
+    /// Even the first entry must fit `max_bytes` (a read continued past its first entry).
+    strict: bool,
+}
+
 async fn probe(
     pool: &BookiePool,
     info: &LedgerInfo,
     bookie_id: &str,
     first: u64,
-    max_bytes: u32,
-    header_bytes: u32,
+    spec: ReadSpec,
 ) -> Probe {
     let bookie = match pool.get(bookie_id).await {
         Ok(bookie) => bookie,
         Err(e) => return Probe::Failed(e),
     };
     match bookie
-        .read(info.ledger_id, first, 10_000, max_bytes, header_bytes)
+        .read_within(
+            info.ledger_id,
+            first,
+            10_000,
+            spec.max_bytes,
+            spec.header_bytes,
+            spec.strict,
+        )
         .await
     {
         Ok(entries) if entries.is_empty() => Probe::Missing,
@@ -216,10 +231,11 @@ async fn probe(
 }
 
 /// Reads consecutive entries from `first` while their offsets stay below `until_offset`,
-/// up to about `max_bytes` (at least one entry), switching replicas whenever the one read
-/// from lacks the next entry (with `Qa < Qw` any replica may miss some). With
-/// `header_bytes > 0` only that prefix of each payload is returned. Empty if no replica
-/// has `first`.
+/// up to `max_bytes` (the first entry whatever its size), switching replicas whenever the
+/// one read from lacks the next entry (with `Qa < Qw` any replica may miss some). Reads
+/// after the first ask for entries that fit what is left of the budget only, so nothing is
+/// read that the caller would drop. With `header_bytes > 0` only that prefix of each
+/// payload is returned. Empty if no replica has `first`.
 pub async fn read_entries(
     pool: &BookiePool,
     info: &LedgerInfo,
@@ -234,9 +250,16 @@ pub async fn read_entries(
     loop {
         let mut last_error = None;
         let mut got = None;
+        let spec = ReadSpec {
+            max_bytes: (max_bytes as u64).saturating_sub(bytes) as u32,
+            header_bytes,
+            strict: !out.is_empty(),
+        };
+        if spec.strict && spec.max_bytes == 0 {
+            return Ok(out);
+        }
         for bookie_id in write_set(info, next) {
-            let budget = (max_bytes as u64).saturating_sub(bytes).max(1) as u32;
-            match probe(pool, info, bookie_id, next, budget, header_bytes).await {
+            match probe(pool, info, bookie_id, next, spec).await {
                 Probe::Found(entries) => {
                     got = Some(entries);
                     break;
@@ -441,7 +464,12 @@ pub async fn recover(
         let mut found = None;
         let mut last_error = None;
         for bookie_id in write_set(info, next) {
-            match probe(pool, info, bookie_id, next, 1, 0).await {
+            let spec = ReadSpec {
+                max_bytes: 1,
+                header_bytes: 0,
+                strict: false,
+            };
+            match probe(pool, info, bookie_id, next, spec).await {
                 Probe::Found(mut entries) if entries[0].entry_id == next => {
                     entries.truncate(1);
                     found = entries.pop();

@@ -105,6 +105,8 @@ wire_struct! {
         /// If non-zero, return only the first `header_bytes` of each payload (a recovering
         /// writer needs batch headers, not records). `max_bytes` still counts whole entries.
         pub header_bytes: u32,
+        /// Even the first entry must fit `max_bytes` (a read continued on another replica).
+        pub strict_bytes: bool,
     }
 }
 
