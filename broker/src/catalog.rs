@@ -194,6 +194,18 @@ wire_struct! {
 }
 
 impl Segment {
+    /// A new segment open for appends at `first_offset`, in `ledger`.
+    pub fn open(first_offset: i64, created_ms: i64, ledger: LedgerInfo) -> Segment {
+        Segment {
+            first_offset,
+            last_offset: -1,
+            max_timestamp: -1,
+            created_ms,
+            closed: false,
+            location: Location::Ledger(ledger),
+        }
+    }
+
     /// The ledger holding the segment, if it is on bookies.
     pub fn ledger(&self) -> Option<&LedgerInfo> {
         match &self.location {

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use super::budget::ReadBudget;
+
 pub struct CachedEntry {
     pub last_offset: i64,
     pub batch: Bytes,
@@ -41,20 +43,19 @@ impl TailCache {
 
     /// Batches from the one containing `offset` onwards, up to `max_bytes` (at least one),
     /// stopping before `limit`; `None` if the cache does not hold `offset`.
-    pub fn read(&self, offset: i64, max_bytes: usize, limit: i64) -> Option<Vec<Bytes>> {
+    /// The batches from the one holding `offset`, below `limit`, within `budget`; `None` if
+    /// the cache does not hold `offset`.
+    pub fn read(&self, offset: i64, mut budget: ReadBudget, limit: i64) -> Option<Vec<Bytes>> {
         let (&first_base, first) = self.entries.range(..=offset).next_back()?;
         if first.last_offset < offset {
             return None;
         }
-        let mut out = Vec::new();
-        let mut size = 0;
-        for (&base, entry) in self.entries.range(first_base..) {
-            if base >= limit || (!out.is_empty() && size + entry.batch.len() > max_bytes) {
-                break;
-            }
-            size += entry.batch.len();
-            out.push(entry.batch.clone());
-        }
+        let out = self
+            .entries
+            .range(first_base..)
+            .take_while(|(&base, entry)| base < limit && budget.take(entry.batch.len()))
+            .map(|(_, entry)| entry.batch.clone())
+            .collect();
         Some(out)
     }
 
@@ -74,11 +75,14 @@ mod tests {
         c.insert(0, 9, Bytes::from(vec![0; 10]));
         c.insert(10, 19, Bytes::from(vec![1; 10]));
         c.insert(20, 29, Bytes::from(vec![2; 10]));
-        assert_eq!(c.read(15, 100, 30).unwrap().len(), 2);
-        assert_eq!(c.read(15, 5, 30).unwrap().len(), 1);
-        assert_eq!(c.read(15, 100, 20).unwrap().len(), 1);
-        assert!(c.read(30, 100, 40).is_none());
+        assert_eq!(c.read(15, ReadBudget::new(100, true), 30).unwrap().len(), 2);
+        assert_eq!(c.read(15, ReadBudget::new(5, true), 30).unwrap().len(), 1);
+        assert_eq!(c.read(15, ReadBudget::new(100, true), 20).unwrap().len(), 1);
+        assert!(c.read(30, ReadBudget::new(100, true), 40).is_none());
         c.insert(30, 39, Bytes::from(vec![3; 10]));
-        assert!(c.read(5, 100, 40).is_none(), "oldest entry evicted");
+        assert!(
+            c.read(5, ReadBudget::new(100, true), 40).is_none(),
+            "oldest entry evicted"
+        );
     }
 }

@@ -12,6 +12,7 @@ use stratalog_protocol::kafka::record_batch::{self, BatchInfo};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use super::budget::ReadBudget;
 use crate::catalog::LedgerInfo;
 use crate::clients::bookie::{BookieClient, BookieError};
 use stratalog_metadata::client::{ClientError, MetadataClient};
@@ -231,19 +232,21 @@ async fn probe(
 }
 
 /// Reads consecutive entries from `first` while their offsets stay below `until_offset`,
-/// up to `max_bytes` (the first entry whatever its size), switching replicas whenever the
-/// one read from lacks the next entry (with `Qa < Qw` any replica may miss some). Reads
-/// after the first ask for entries that fit what is left of the budget only, so nothing is
-/// read that the caller would drop. With `header_bytes > 0` only that prefix of each
-/// payload is returned. Empty if no replica has `first`.
+/// within `budget` (see [`ReadBudget`]), switching replicas whenever the one read from
+/// lacks the next entry (with `Qa < Qw` any replica may miss some). Every bookie read asks
+/// only for entries that fit what is left of the budget, so nothing is read that the
+/// caller would drop. With `header_bytes > 0` only that prefix of each payload is returned
+/// (the budget still counts whole entries, as the bookie does). Empty if no replica has
+/// `first`.
 pub async fn read_entries(
     pool: &BookiePool,
     info: &LedgerInfo,
     first: u64,
     until_offset: i64,
-    max_bytes: u32,
+    budget: ReadBudget,
     header_bytes: u32,
 ) -> Result<Vec<EntryData>, BookieError> {
+    let max_bytes = budget.max_bytes().min(u32::MAX as usize) as u64;
     let mut out: Vec<EntryData> = Vec::new();
     let mut bytes = 0u64;
     let mut next = first;
@@ -251,9 +254,9 @@ pub async fn read_entries(
         let mut last_error = None;
         let mut got = None;
         let spec = ReadSpec {
-            max_bytes: (max_bytes as u64).saturating_sub(bytes) as u32,
+            max_bytes: max_bytes.saturating_sub(bytes) as u32,
             header_bytes,
-            strict: !out.is_empty(),
+            strict: !out.is_empty() || !budget.first_may_exceed(),
         };
         if spec.strict && spec.max_bytes == 0 {
             return Ok(out);
@@ -284,7 +287,7 @@ pub async fn read_entries(
             bytes += entry.payload.len() as u64;
             let done = entry.last_offset + 1 >= until_offset;
             out.push(entry);
-            if done || bytes >= max_bytes as u64 {
+            if done || bytes >= max_bytes {
                 return Ok(out);
             }
         }
@@ -353,7 +356,7 @@ pub async fn delete(pool: &BookiePool, info: &LedgerInfo) -> Vec<(String, Bookie
 /// Bytes of a Kafka batch header: all [`BatchInfo`] needs.
 const BATCH_HEADER_BYTES: u32 = record_batch::HEADER_LEN as u32;
 /// Bytes of entries one recovery read asks for; bounds a recovery's memory.
-const RECOVERY_READ_BYTES: u32 = 4 * 1024 * 1024;
+const RECOVERY_READ_BYTES: usize = 4 * 1024 * 1024;
 
 /// A ledger after recovery: where it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,7 +437,7 @@ pub async fn recover(
                 info,
                 next,
                 i64::MAX,
-                RECOVERY_READ_BYTES,
+                ReadBudget::new(RECOVERY_READ_BYTES, true),
                 BATCH_HEADER_BYTES,
             )
             .await?;

@@ -6,6 +6,8 @@
 //! - [`ledger`]: writing to an ensemble with quorums, reading from replicas, recovery.
 //! - [`producer_state`]: idempotent producer sequence checks.
 //! - [`cache`]: recent entries in memory for tailing consumers.
+//! - [`budget`]: how many whole batches a read returns (Kafka's first-batch rule).
+pub mod budget;
 pub mod cache;
 pub mod ledger;
 pub mod partition;

@@ -32,6 +32,7 @@ use stratalog_protocol::kafka::record_batch::{self, BatchInfo};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{info, warn};
 
+use super::budget::ReadBudget;
 use super::cache::TailCache;
 use super::ledger::{self, BookiePool};
 use super::producer_state::{ProducerLimits, ProducerStates, SequenceCheck};
@@ -192,8 +193,9 @@ struct Writer {
     head: PartitionHead,
     /// Revision of the head as this writer last wrote it: the fencing token.
     head_revision: u64,
-    /// The open segment (its location is `ledger`).
-    segment: Segment,
+    /// The open segment: where it starts, when it was created, its ledger.
+    segment_start: i64,
+    segment_created_ms: i64,
     ledger: LedgerInfo,
     next_entry_id: u64,
     ledger_bytes: u64,
@@ -515,10 +517,8 @@ impl PartitionLog {
             self.write_producers(&mut producers, &head, revision)
                 .await?,
         );
-        let segment = self.new_segment(next_offset).await?;
-        let Location::Ledger(ledger) = segment.location.clone() else {
-            unreachable!("new segments are ledgers")
-        };
+        let ledger = self.new_ledger().await?;
+        let segment = Segment::open(next_offset, now_ms(), ledger.clone());
         ops.push(Op::Put {
             key: self.segment_key(next_offset),
             value: segment.to_bytes(),
@@ -557,7 +557,8 @@ impl PartitionLog {
         Ok(Writer {
             head,
             head_revision,
-            segment,
+            segment_start: segment.first_offset,
+            segment_created_ms: segment.created_ms,
             ledger,
             next_entry_id: 0,
             ledger_bytes: 0,
@@ -639,7 +640,8 @@ impl PartitionLog {
         Ok(revision.unwrap_or(0))
     }
 
-    async fn new_segment(&self, first_offset: i64) -> Result<Segment, LogError> {
+    /// A new ledger on `E` registered bookies, for the next open segment.
+    async fn new_ledger(&self) -> Result<LedgerInfo, LogError> {
         let bookies = self.ctx.live_bookies().await?;
         if bookies.len() < self.ctx.ensemble_size {
             return Err(LogError::storage(format!(
@@ -655,19 +657,12 @@ impl PartitionLog {
             .map(|i| bookies[(start + i) % bookies.len()].clone())
             .collect();
         metrics::LEDGERS_OPENED.inc();
-        Ok(Segment {
-            first_offset,
-            last_offset: -1,
-            max_timestamp: -1,
-            created_ms: now_ms(),
-            closed: false,
-            location: Location::Ledger(LedgerInfo {
-                ledger_id,
-                ensemble,
-                write_quorum: self.ctx.write_quorum as u8,
-                ack_quorum: self.ctx.ack_quorum as u8,
-                last_entry_id: -1,
-            }),
+        Ok(LedgerInfo {
+            ledger_id,
+            ensemble,
+            write_quorum: self.ctx.write_quorum as u8,
+            ack_quorum: self.ctx.ack_quorum as u8,
+            last_entry_id: -1,
         })
     }
 
@@ -811,13 +806,17 @@ impl PartitionLog {
                 ));
             }
         }
-        let mut closed = writer.segment.clone();
-        let mut ledger = writer.ledger.clone();
-        ledger.last_entry_id = writer.next_entry_id as i64 - 1;
-        closed.closed = true;
-        closed.last_offset = writer.next_offset - 1;
-        closed.max_timestamp = writer.max_timestamp;
-        closed.location = Location::Ledger(ledger);
+        let closed = Segment {
+            first_offset: writer.segment_start,
+            last_offset: writer.next_offset - 1,
+            max_timestamp: writer.max_timestamp,
+            created_ms: writer.segment_created_ms,
+            closed: true,
+            location: Location::Ledger(LedgerInfo {
+                last_entry_id: writer.next_entry_id as i64 - 1,
+                ..writer.ledger.clone()
+            }),
+        };
         writer.producers.expire(now_ms());
         writer.head_revision = self
             .write_producers(
@@ -826,10 +825,8 @@ impl PartitionLog {
                 Some(writer.head_revision),
             )
             .await?;
-        let next = self.new_segment(writer.next_offset).await?;
-        let Location::Ledger(next_ledger) = next.location.clone() else {
-            unreachable!("new segments are ledgers")
-        };
+        let next_ledger = self.new_ledger().await?;
+        let next = Segment::open(writer.next_offset, now_ms(), next_ledger.clone());
         let ops = vec![
             Op::Put {
                 key: self.segment_key(closed.first_offset),
@@ -850,8 +847,9 @@ impl PartitionLog {
         info!(topic = %self.topic, partition = self.partition, closed = writer.ledger.ledger_id, opened = next_ledger.ledger_id, "ledger rolled");
         metrics::LEDGERS_CLOSED.inc();
         self.segments.lock().insert(closed);
-        self.view.write().open = Some(next.clone());
-        writer.segment = next;
+        writer.segment_start = next.first_offset;
+        writer.segment_created_ms = next.created_ms;
+        self.view.write().open = Some(next);
         writer.ledger = next_ledger;
         writer.next_entry_id = 0;
         writer.ledger_bytes = 0;
@@ -928,11 +926,9 @@ impl PartitionLog {
         if offset == high_watermark {
             return Ok(result(Vec::new()));
         }
-        if let Some(mut batches) = self.cache.lock().read(offset, max_bytes, high_watermark) {
+        let mut budget = ReadBudget::new(max_bytes, first_may_exceed);
+        if let Some(batches) = self.cache.lock().read(offset, budget, high_watermark) {
             metrics::READ_CACHE_HITS.inc();
-            if !first_may_exceed && batches.first().is_some_and(|b| b.len() > max_bytes) {
-                batches.clear();
-            }
             return Ok(result(batches));
         }
         let Some(segment) = self.segment_for(offset).await? else {
@@ -960,23 +956,13 @@ impl PartitionLog {
         let Some(first) = first else {
             return Ok(result(Vec::new()));
         };
-        let entries = ledger::read_entries(
-            &self.ctx.bookies,
-            ledger,
-            first,
-            until,
-            max_bytes.min(u32::MAX as usize) as u32,
-            0,
-        )
-        .await?;
+        let entries =
+            ledger::read_entries(&self.ctx.bookies, ledger, first, until, budget, 0).await?;
         let mut batches = Vec::with_capacity(entries.len());
-        let mut size = 0;
         for entry in entries {
-            if (!batches.is_empty() || !first_may_exceed) && size + entry.payload.len() > max_bytes
-            {
+            if !budget.take(entry.payload.len()) {
                 break;
             }
-            size += entry.payload.len();
             *self.read_hint.lock() =
                 Some((ledger.ledger_id, entry.last_offset + 1, entry.entry_id + 1));
             batches.push(entry.payload);
@@ -1068,7 +1054,15 @@ impl PartitionLog {
         else {
             return Ok(None);
         };
-        let entries = ledger::read_entries(bookies, &ledger, entry_id, until, 1, 0).await?;
+        let entries = ledger::read_entries(
+            bookies,
+            &ledger,
+            entry_id,
+            until,
+            ReadBudget::new(1, true),
+            0,
+        )
+        .await?;
         Ok(entries
             .first()
             .and_then(|e| record_batch::first_at_or_after(&e.payload, max)))
@@ -1089,11 +1083,17 @@ impl PartitionLog {
         else {
             return Ok(None);
         };
-        let Some(entry) = ledger::read_entries(bookies, ledger, last_entry, until, 1, 0)
-            .await?
-            .into_iter()
-            .next()
-        else {
+        let Some(entry) = ledger::read_entries(
+            bookies,
+            ledger,
+            last_entry,
+            until,
+            ReadBudget::new(1, true),
+            0,
+        )
+        .await?
+        .into_iter()
+        .next() else {
             return Ok(None);
         };
         let reaches = |t: i64| async move {
@@ -1145,8 +1145,15 @@ impl PartitionLog {
         else {
             return Ok(None);
         };
-        let entries =
-            ledger::read_entries(&self.ctx.bookies, ledger, entry_id, high_watermark, 1, 0).await?;
+        let entries = ledger::read_entries(
+            &self.ctx.bookies,
+            ledger,
+            entry_id,
+            high_watermark,
+            ReadBudget::new(1, true),
+            0,
+        )
+        .await?;
         Ok(entries
             .iter()
             .find_map(|e| record_batch::first_at_or_after(&e.payload, timestamp)))

@@ -8,6 +8,7 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
 };
 
+use crate::log::LogError;
 use crate::topics::codes;
 use crate::Broker;
 
@@ -53,26 +54,8 @@ pub async fn list_offsets(broker: &Broker, req: ListOffsetsRequest) -> ListOffse
                         .with_offset(log.log_start_offset())
                         .with_timestamp(-1),
                     LATEST_TIERED => response.with_offset(-1).with_timestamp(-1),
-                    MAX_TIMESTAMP => match log.offset_of_max_timestamp().await {
-                        Ok(Some((offset, timestamp))) => {
-                            response.with_offset(offset).with_timestamp(timestamp)
-                        }
-                        Ok(None) => response.with_offset(-1).with_timestamp(-1),
-                        Err(e) => response
-                            .with_error_code(e.code)
-                            .with_offset(-1)
-                            .with_timestamp(-1),
-                    },
-                    ts => match log.offset_for_timestamp(ts).await {
-                        Ok(Some((offset, timestamp))) => {
-                            response.with_offset(offset).with_timestamp(timestamp)
-                        }
-                        Ok(None) => response.with_offset(-1).with_timestamp(-1),
-                        Err(e) => response
-                            .with_error_code(e.code)
-                            .with_offset(-1)
-                            .with_timestamp(-1),
-                    },
+                    MAX_TIMESTAMP => found(response, log.offset_of_max_timestamp().await),
+                    ts => found(response, log.offset_for_timestamp(ts).await),
                 },
             };
             partitions.push(response);
@@ -84,4 +67,19 @@ pub async fn list_offsets(broker: &Broker, req: ListOffsetsRequest) -> ListOffse
         );
     }
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// A lookup's answer: the (offset, timestamp) found, -1/-1 if none, or the error.
+fn found(
+    response: ListOffsetsPartitionResponse,
+    lookup: Result<Option<(i64, i64)>, LogError>,
+) -> ListOffsetsPartitionResponse {
+    match lookup {
+        Ok(Some((offset, timestamp))) => response.with_offset(offset).with_timestamp(timestamp),
+        Ok(None) => response.with_offset(-1).with_timestamp(-1),
+        Err(e) => response
+            .with_error_code(e.code)
+            .with_offset(-1)
+            .with_timestamp(-1),
+    }
 }
