@@ -312,3 +312,74 @@ pub fn lines_without<'a>(out: &'a str, skip: &[&str]) -> Vec<&'a str> {
         .filter(|l| !skip.iter().any(|s| l.starts_with(s)))
         .collect()
 }
+
+/// The consumer-group story the Java and kafkajs programs both tell, as `{name}-group` with
+/// members `{name}-g`: member a alone, then b joins (a and b split the four partitions), a
+/// leaves (b takes all), b stops after exactly 550 of 600 records. The server is killed and
+/// restarted; a new member resumes from the committed offsets and gets the other 50 and 100
+/// new ones, none lost, none repeated, and its commits then cover all 700 (`last_line`).
+/// Lines starting with one of `noise` are ignored.
+pub fn group_rebalances_and_resumes(client: &Client, name: &str, noise: &[&str], last_line: &str) {
+    const TIMEOUT: Duration = Duration::from_secs(180);
+    let mut server = crate::harness::Standalone::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("processed.txt");
+    let file = file.to_str().unwrap();
+    let (group, member) = (format!("{name}-group"), format!("{name}-g"));
+    let run = |server: &crate::harness::Standalone, step: &str| {
+        client.run(
+            &[&server.bootstrap(), step, &group, &member, file],
+            "",
+            TIMEOUT,
+        )
+    };
+
+    let first = run(&server, "group-first");
+    let lines = lines_without(&first, noise);
+    assert_eq!(lines.len(), 7, "{first}");
+    assert_eq!(lines[0], "alone a=0,1,2,3");
+    assert_split(lines[1]);
+    assert_eq!(
+        &lines[2..],
+        [
+            "both-processed=true",
+            "left b=0,1,2,3",
+            "processed=550 distinct=550",
+            "committed-partitions=4 committed-sum=550",
+            "group state=Empty members=0",
+        ]
+    );
+
+    server.process.restart();
+    let resumed = run(&server, "group-resume");
+    assert_eq!(
+        lines_without(&resumed, noise),
+        [
+            "committed-partitions=4 committed-sum=550",
+            "resumed=150 repeated=0 lost=0 unknown=0",
+            last_line,
+        ]
+    );
+}
+
+/// `joined a=P,Q b=R,S`: two partitions each, disjoint, together all four.
+fn assert_split(line: &str) {
+    let parts: Vec<Vec<i32>> = line
+        .strip_prefix("joined ")
+        .unwrap_or_else(|| panic!("not a join line: {line}"))
+        .split(' ')
+        .map(|m| {
+            m.split_once('=')
+                .unwrap()
+                .1
+                .split(',')
+                .map(|p| p.parse().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(parts.len(), 2, "{line}");
+    assert_eq!((parts[0].len(), parts[1].len()), (2, 2), "{line}");
+    let mut all: Vec<i32> = parts.concat();
+    all.sort();
+    assert_eq!(all, [0, 1, 2, 3], "{line}");
+}

@@ -9,61 +9,13 @@ use crate::harness::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_bookie_and_broker_as_separate_processes() {
     let dir = tempfile::tempdir().unwrap();
-    let data = |role: &str| dir.path().join(role).display().to_string();
-    let metadata_port = free_port();
-    let metadata_addr = format!("127.0.0.1:{metadata_port}");
-    let http = free_port();
-    let mut metadata = Process::spawn(
-        vec![
-            "metadata".into(),
-            "--data-dir".into(),
-            data("metadata"),
-            "--listen".into(),
-            metadata_addr.clone(),
-            "--http-listen".into(),
-            format!("127.0.0.1:{http}"),
-        ],
-        http,
-        dir.path().join("metadata.log"),
-    );
-    metadata.wait_ready();
-    let http = free_port();
-    let mut bookie = Process::spawn(
-        vec![
-            "bookie".into(),
-            "--data-dir".into(),
-            data("bookie"),
-            "--id".into(),
-            "b1".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{}", free_port()),
-            "--metadata-addr".into(),
-            metadata_addr.clone(),
-            "--http-listen".into(),
-            format!("127.0.0.1:{http}"),
-        ],
-        http,
-        dir.path().join("bookie.log"),
-    );
-    bookie.wait_ready();
-    let http = free_port();
-    let kafka = free_port();
-    let mut broker = Process::spawn(
-        vec![
-            "broker".into(),
-            "--data-dir".into(),
-            data("broker"),
-            "--kafka-listen".into(),
-            format!("127.0.0.1:{kafka}"),
-            "--metadata-addr".into(),
-            metadata_addr,
-            "--http-listen".into(),
-            format!("127.0.0.1:{http}"),
-        ],
-        http,
-        dir.path().join("broker.log"),
-    );
-    broker.wait_ready();
+    let ThreeRoles {
+        mut metadata,
+        mut bookie,
+        mut broker,
+        kafka,
+        ..
+    } = three_roles(dir.path(), &[]);
 
     let bootstrap = format!("127.0.0.1:{kafka}");
     create_topic(&bootstrap, "split", 2).await;

@@ -172,6 +172,71 @@ pub fn spawn_role(dir: &std::path::Path, name: &str, args: &[String]) -> Process
     p
 }
 
+/// A metadata role on a free port, as role "metadata" under `dir`; returns it and its address.
+pub fn spawn_metadata(dir: &std::path::Path) -> (Process, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let p = spawn_role(
+        dir,
+        "metadata",
+        &["metadata".into(), "--listen".into(), addr.clone()],
+    );
+    (p, addr)
+}
+
+/// A bookie with id `id` (also its role name under `dir`) listening on `listen`.
+pub fn spawn_bookie(dir: &std::path::Path, id: &str, listen: &str, metadata: &str) -> Process {
+    spawn_role(
+        dir,
+        id,
+        &[
+            "bookie".into(),
+            "--id".into(),
+            id.into(),
+            "--listen".into(),
+            listen.into(),
+            "--metadata-addr".into(),
+            metadata.into(),
+        ],
+    )
+}
+
+/// A broker on a free Kafka port with `extra` flags; returns it and the Kafka port.
+pub fn spawn_broker(dir: &std::path::Path, metadata: &str, extra: &[&str]) -> (Process, u16) {
+    let kafka = free_port();
+    let mut args: Vec<String> = vec![
+        "broker".into(),
+        "--kafka-listen".into(),
+        format!("127.0.0.1:{kafka}"),
+        "--metadata-addr".into(),
+        metadata.into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    (spawn_role(dir, "broker", &args), kafka)
+}
+
+/// Metadata, one bookie ("b1") and a broker as three processes.
+pub struct ThreeRoles {
+    pub metadata: Process,
+    pub bookie: Process,
+    pub broker: Process,
+    pub metadata_addr: String,
+    pub kafka: u16,
+}
+
+pub fn three_roles(dir: &std::path::Path, broker_extra: &[&str]) -> ThreeRoles {
+    let (metadata, metadata_addr) = spawn_metadata(dir);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let bookie = spawn_bookie(dir, "b1", &listen, &metadata_addr);
+    let (broker, kafka) = spawn_broker(dir, &metadata_addr, broker_extra);
+    ThreeRoles {
+        metadata,
+        bookie,
+        broker,
+        metadata_addr,
+        kafka,
+    }
+}
+
 /// A minimal HTTP/1.0 GET: (status code, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;

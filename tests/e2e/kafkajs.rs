@@ -2,9 +2,8 @@
 //! consumer groups. The scenarios are in tests/clients/node/kafkajs_clients.js.
 use std::time::Duration;
 
-use crate::clients::kafkajs;
+use crate::clients::{group_rebalances_and_resumes, kafkajs};
 use crate::harness::*;
-use crate::java::assert_split;
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -54,54 +53,5 @@ fn kafkajs_idempotent_producer_keys_headers_consumed_exactly() {
 /// ones, and its commits cover all 700.
 #[test]
 fn kafkajs_group_rebalances_and_resumes_from_committed_offsets_after_restart() {
-    let kafkajs = kafkajs();
-    let mut server = Standalone::start();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("processed.txt");
-    let file = file.to_str().unwrap();
-
-    let first = kafkajs.run(
-        &[
-            &server.bootstrap(),
-            "group-first",
-            "kafkajs-group",
-            "kafkajs-g",
-            file,
-        ],
-        "",
-        TIMEOUT,
-    );
-    let lines: Vec<&str> = first.lines().collect();
-    assert_eq!(lines.len(), 7, "{first}");
-    assert_eq!(lines[0], "alone a=0,1,2,3");
-    assert_split(lines[1]);
-    assert_eq!(
-        &lines[2..],
-        [
-            "both-processed=true",
-            "left b=0,1,2,3",
-            "processed=550 distinct=550",
-            "committed-partitions=4 committed-sum=550",
-            "group state=Empty members=0",
-        ]
-    );
-
-    server.process.restart();
-    let resumed = kafkajs.run(
-        &[
-            &server.bootstrap(),
-            "group-resume",
-            "kafkajs-group",
-            "kafkajs-g",
-            file,
-        ],
-        "",
-        TIMEOUT,
-    );
-    assert_eq!(
-        resumed,
-        "committed-partitions=4 committed-sum=550\n\
-         resumed=150 repeated=0 lost=0 unknown=0\n\
-         committed-after-sum=700\n"
-    );
+    group_rebalances_and_resumes(&kafkajs(), "kafkajs", &[], "committed-after-sum=700");
 }

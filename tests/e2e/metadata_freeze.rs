@@ -25,42 +25,6 @@ const RETRIABLE: [i16; 3] = [
     16, // NOT_COORDINATOR
 ];
 
-/// Metadata, bookie and broker as three processes; returns them and the Kafka port.
-fn three_processes(dir: &std::path::Path) -> (Process, Process, Process, u16) {
-    let metadata_addr = format!("127.0.0.1:{}", free_port());
-    let metadata = spawn_role(
-        dir,
-        "metadata",
-        &["metadata".into(), "--listen".into(), metadata_addr.clone()],
-    );
-    let bookie = spawn_role(
-        dir,
-        "bookie",
-        &[
-            "bookie".into(),
-            "--id".into(),
-            "b1".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{}", free_port()),
-            "--metadata-addr".into(),
-            metadata_addr.clone(),
-        ],
-    );
-    let kafka = free_port();
-    let broker = spawn_role(
-        dir,
-        "broker",
-        &[
-            "broker".into(),
-            "--kafka-listen".into(),
-            format!("127.0.0.1:{kafka}"),
-            "--metadata-addr".into(),
-            metadata_addr,
-        ],
-    );
-    (metadata, bookie, broker, kafka)
-}
-
 /// A simple-consumer OffsetCommit (generation -1) of `offset` for `group`, partition 0.
 fn commit(conn: &mut RawConn, group: &str, topic: &str, offset: i64) -> i16 {
     let request = OffsetCommitRequest::default()
@@ -80,7 +44,13 @@ fn commit(conn: &mut RawConn, group: &str, topic: &str, offset: i64) -> i16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_requests_survive_a_frozen_metadata_service_with_retriable_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let (metadata, _bookie, _broker, kafka) = three_processes(dir.path());
+    let ThreeRoles {
+        metadata,
+        bookie: _bookie,
+        broker: _broker,
+        kafka,
+        ..
+    } = three_roles(dir.path(), &[]);
     let bootstrap = format!("127.0.0.1:{kafka}");
     create_topic(&bootstrap, "freeze", 1).await;
     let producer = producer(&bootstrap);

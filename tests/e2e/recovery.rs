@@ -35,29 +35,17 @@ async fn has_entry(bookie: &BookieClient, ledger: u64, entry: u64) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_on_one_bookie_is_re_replicated_or_dropped_by_recovery() {
     let dir = tempfile::tempdir().unwrap();
-    let metadata_addr = format!("127.0.0.1:{}", free_port());
-    let _metadata = spawn_role(
-        dir.path(),
-        "metadata",
-        &["metadata".into(), "--listen".into(), metadata_addr.clone()],
-    );
+    let (_metadata, metadata_addr) = spawn_metadata(dir.path());
     let bookie_addrs: Vec<String> = (0..3)
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();
     let mut bookies: Vec<Process> = (0..3)
         .map(|i| {
-            spawn_role(
+            spawn_bookie(
                 dir.path(),
                 &format!("b{i}"),
-                &[
-                    "bookie".into(),
-                    "--id".into(),
-                    format!("b{i}"),
-                    "--listen".into(),
-                    bookie_addrs[i].clone(),
-                    "--metadata-addr".into(),
-                    metadata_addr.clone(),
-                ],
+                &bookie_addrs[i],
+                &metadata_addr,
             )
         })
         .collect();
@@ -67,20 +55,8 @@ async fn an_entry_on_one_bookie_is_re_replicated_or_dropped_by_recovery() {
         "[broker]\nensemble_size = 3\nwrite_quorum = 3\nack_quorum = 2\n",
     )
     .unwrap();
-    let kafka = free_port();
-    let mut broker = spawn_role(
-        dir.path(),
-        "broker",
-        &[
-            "broker".into(),
-            "--config".into(),
-            config.display().to_string(),
-            "--kafka-listen".into(),
-            format!("127.0.0.1:{kafka}"),
-            "--metadata-addr".into(),
-            metadata_addr.clone(),
-        ],
-    );
+    let config = config.display().to_string();
+    let (mut broker, kafka) = spawn_broker(dir.path(), &metadata_addr, &["--config", &config]);
     let bootstrap = format!("127.0.0.1:{kafka}");
     create_topic(&bootstrap, "recover", 1).await;
     let producer: FutureProducer = ClientConfig::new()
@@ -257,12 +233,7 @@ async fn brokers_refuse_striping_and_the_old_partition_layout_at_start_up() {
     assert!(status.is_some_and(|c| c != 0), "exit {status:?}: {log}");
     assert!(log.contains("ensemble_size = write_quorum"), "{log}");
 
-    let metadata_addr = format!("127.0.0.1:{}", free_port());
-    let _metadata = spawn_role(
-        dir.path(),
-        "metadata",
-        &["metadata".into(), "--listen".into(), metadata_addr.clone()],
-    );
+    let (_metadata, metadata_addr) = spawn_metadata(dir.path());
     MetadataClient::new(metadata_addr.clone())
         .put(
             &format!("{}orders/0", catalog::LEGACY_PARTITIONS_PREFIX),
@@ -284,39 +255,8 @@ async fn brokers_refuse_striping_and_the_old_partition_layout_at_start_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_roll_is_recovered_by_the_next_append() {
     let dir = tempfile::tempdir().unwrap();
-    let metadata_addr = format!("127.0.0.1:{}", free_port());
-    let _metadata = spawn_role(
-        dir.path(),
-        "metadata",
-        &["metadata".into(), "--listen".into(), metadata_addr.clone()],
-    );
-    let _bookie = spawn_role(
-        dir.path(),
-        "bookie",
-        &[
-            "bookie".into(),
-            "--id".into(),
-            "b1".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{}", free_port()),
-            "--metadata-addr".into(),
-            metadata_addr.clone(),
-        ],
-    );
-    let kafka = free_port();
-    let _broker = spawn_role(
-        dir.path(),
-        "broker",
-        &[
-            "broker".into(),
-            "--kafka-listen".into(),
-            format!("127.0.0.1:{kafka}"),
-            "--metadata-addr".into(),
-            metadata_addr.clone(),
-            "--ledger-roll-bytes".into(),
-            "1".into(),
-        ],
-    );
+    let roles = three_roles(dir.path(), &["--ledger-roll-bytes", "1"]);
+    let (kafka, metadata_addr) = (roles.kafka, roles.metadata_addr.clone());
     create_topic(&format!("127.0.0.1:{kafka}"), "rolling", 1).await;
     let mut conn = RawConn::connect(kafka);
     let batch = || record_batch(1, -1, -1, -1).freeze();
