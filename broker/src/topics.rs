@@ -241,14 +241,7 @@ impl Topics {
     ) -> Result<(), TopicError> {
         let key = catalog::topic_key(name);
         loop {
-            let Some(kv) = self.metadata.get(&key).await? else {
-                return Err(TopicError::new(
-                    codes::UNKNOWN_TOPIC_OR_PARTITION,
-                    format!("topic {name} does not exist"),
-                ));
-            };
-            let mut meta: TopicMeta = catalog::decode(&key, kv.value)
-                .map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e))?;
+            let (mut meta, revision) = self.read_for_update(name).await?;
             change(&mut meta.configs)?;
             validate_configs(&meta.configs)?;
             if validate_only {
@@ -256,12 +249,7 @@ impl Topics {
             }
             match self
                 .metadata
-                .put(
-                    &key,
-                    meta.to_bytes(),
-                    Expect::Revision(kv.mod_revision),
-                    None,
-                )
+                .put(&key, meta.to_bytes(), Expect::Revision(revision), None)
                 .await
             {
                 Ok(_) => {
@@ -274,12 +262,9 @@ impl Topics {
         }
     }
 
-    pub async fn set_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<(), TopicError> {
+    /// The topic as stored and its revision (for a compare-and-set), read past the cache;
+    /// UNKNOWN_TOPIC_OR_PARTITION if it does not exist.
+    async fn read_for_update(&self, name: &str) -> Result<(TopicMeta, u64), TopicError> {
         let key = catalog::topic_key(name);
         let Some(kv) = self.metadata.get(&key).await? else {
             return Err(TopicError::new(
@@ -287,8 +272,19 @@ impl Topics {
                 format!("topic {name} does not exist"),
             ));
         };
-        let mut meta: TopicMeta = catalog::decode(&key, kv.value)
+        let meta = catalog::decode(&key, kv.value)
             .map_err(|e| TopicError::new(codes::UNKNOWN_SERVER_ERROR, e))?;
+        Ok((meta, kv.mod_revision))
+    }
+
+    pub async fn set_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let key = catalog::topic_key(name);
+        let (mut meta, revision) = self.read_for_update(name).await?;
         if count <= meta.partitions {
             return Err(TopicError::new(
                 codes::INVALID_PARTITIONS,
@@ -303,12 +299,7 @@ impl Topics {
         }
         meta.partitions = count;
         self.metadata
-            .put(
-                &key,
-                meta.to_bytes(),
-                Expect::Revision(kv.mod_revision),
-                None,
-            )
+            .put(&key, meta.to_bytes(), Expect::Revision(revision), None)
             .await?;
         self.cache.write().insert(name.to_string(), meta);
         Ok(())
